@@ -1,0 +1,1 @@
+"""Data flow: source -> clips -> split -> distortion -> features -> cache -> DataModule."""

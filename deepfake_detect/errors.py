@@ -1,0 +1,17 @@
+"""Errors that carry a message meant for the user, not a traceback."""
+
+
+class DeepfakeDetectError(Exception):
+    """Base class: the CLI prints the message and exits non-zero."""
+
+
+class ConfigError(DeepfakeDetectError, ValueError):
+    """A config value is invalid: the message names the key and what is allowed."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+class DataError(DeepfakeDetectError):
+    """Data cannot be used as configured (missing root, empty class or split, leakage)."""

@@ -1,0 +1,131 @@
+"""Detection metrics (torchmetrics), confusion matrices and prediction tables.
+
+Scores are P(AI-generated); a clip is called AI-generated when its score >= threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics.functional import classification as C
+
+from deepfake_detect import LABEL_NAMES
+
+METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "eer")
+
+
+def equal_error_rate(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(EER, threshold at the EER) from the ROC curve; NaN when a class is missing."""
+    if labels.min() == labels.max():
+        return float("nan"), float("nan")
+    fpr, tpr, thresholds = C.binary_roc(scores, labels)
+    fnr = 1 - tpr
+    diff = fpr - fnr
+    i = int(torch.nonzero(diff >= 0)[0]) if bool((diff >= 0).any()) else len(diff) - 1
+    if i == 0:
+        return float(fpr[0]), float(thresholds[0].clamp(max=1.0))
+    # Linear interpolation between the two ROC points around the crossing.
+    d0, d1 = float(diff[i - 1]), float(diff[i])
+    w = d0 / (d0 - d1) if d0 != d1 else 0.0
+    eer = float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
+    threshold = float(thresholds[i - 1] + w * (thresholds[i] - thresholds[i - 1]))
+    return eer, min(threshold, 1.0)
+
+
+def binary_metrics(scores: torch.Tensor, labels: torch.Tensor,
+                   threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, balanced accuracy, precision, recall, F1, AUROC and EER for P(AI) scores."""
+    scores = scores.float()
+    labels = labels.long()
+    both = bool(labels.min() != labels.max())
+    out = {
+        "accuracy": C.binary_accuracy(scores, labels, threshold=threshold),
+        "balanced_accuracy": C.multiclass_accuracy(
+            (scores >= threshold).long(), labels, num_classes=2, average="macro"),
+        "precision": C.binary_precision(scores, labels, threshold=threshold),
+        "recall": C.binary_recall(scores, labels, threshold=threshold),
+        "f1": C.binary_f1_score(scores, labels, threshold=threshold),
+        "auroc": C.binary_auroc(scores, labels) if both else torch.tensor(float("nan")),
+    }
+    result = {key: float(value) for key, value in out.items()}
+    result["eer"], result["eer_threshold"] = equal_error_rate(scores, labels)
+    return result
+
+
+def per_generator_accuracy(scores: np.ndarray, rows: list[dict[str, Any]],
+                           threshold: float = 0.5) -> dict[str, float]:
+    """Share of each generator's clips classified correctly (specificity for ``human``)."""
+    correct: dict[str, list[bool]] = {}
+    for score, row in zip(scores, rows, strict=True):
+        predicted = int(score >= threshold)
+        correct.setdefault(str(row["generator"]), []).append(predicted == int(row["label"]))
+    return {gen: float(np.mean(hits)) for gen, hits in sorted(correct.items())}
+
+
+def confusion_counts(scores: torch.Tensor, labels: torch.Tensor,
+                     threshold: float = 0.5) -> dict[str, Any]:
+    """Confusion matrix counts: rows are true classes, columns predicted classes."""
+    matrix = C.binary_confusion_matrix(scores.float(), labels.long(), threshold=threshold)
+    return {"labels": [LABEL_NAMES[0], LABEL_NAMES[1]], "rows": "true", "columns": "predicted",
+            "threshold": threshold, "matrix": matrix.tolist()}
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    os.replace(tmp, path)
+    return path
+
+
+def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
+    """A labelled confusion-matrix heatmap PNG with counts and row percentages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(counts["matrix"], dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=120)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    names = counts["labels"]
+    ax.set_xticks(range(len(names)), labels=names)
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, f"{int(matrix[i, j])}\n{share[i, j]:.0%}", ha="center", va="center",
+                    color="white" if share[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray,
+                      threshold: float = 0.5) -> Path:
+    """predictions CSV: clip_id, generator, label, score, prediction and distortion params."""
+    param_keys = sorted({key for row in rows for key in row.get("params", {})})
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["clip_id", "generator", "label", "score", "prediction", *param_keys])
+        for row, score in zip(rows, scores, strict=True):
+            params = row.get("params", {})
+            writer.writerow([row["clip_id"], row["generator"], row["label"], f"{score:.6f}",
+                             int(score >= threshold),
+                             *(f"{params[k]:.4f}" if k in params else "" for k in param_keys)])
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,124 @@
+"""The LightningModule: ResNet18 over normalised log-mels, scores = P(AI-generated)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepfake_detect.config import one_of, positive, require
+from deepfake_detect.models.resnet import resnet18_one_channel
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``model`` config group."""
+
+    name: str = "resnet18"
+    weights: str = "none"
+    freeze_backbone: bool = False
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        one_of(self.name, ("resnet18",), "name")
+        one_of(self.optimizer, OPTIMIZERS, "optimizer")
+        positive(self.lr, "lr")
+        require(self.weight_decay >= 0, "weight_decay",
+                f"must be >= 0, got {self.weight_decay}")
+        require(not (self.freeze_backbone and self.weights in (None, "", "none")
+                     and not self.init_from), "freeze_backbone",
+                "freezing a randomly initialised backbone trains only the last layer on "
+                "random features; set model.weights=imagenet (or a file) or "
+                "model.freeze_backbone=false")
+
+
+class Detector(pl.LightningModule):
+    """Binary detector; hyperparameters are plain values so checkpoints load with
+    ``weights_only=True``. Feature normalisation statistics travel as buffers."""
+
+    def __init__(self, model: dict, num_classes: int = 2, feature_mean: float = 0.0,
+                 feature_std: float = 1.0, test_names: tuple[str, ...] = ("base",)):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = ModelConfig(**model)
+        self.net = resnet18_one_channel(num_classes)
+        self.register_buffer("feature_mean", torch.tensor(float(feature_mean)))
+        self.register_buffer("feature_std", torch.tensor(float(feature_std)))
+        self.test_names = list(test_names)
+        self.test_outputs: dict[str, dict[str, torch.Tensor]] = {}
+        self._test_parts: dict[int, list[tuple[torch.Tensor, ...]]] = {}
+        if self.cfg.freeze_backbone:
+            for name, param in self.net.named_parameters():
+                param.requires_grad = name.startswith("fc.")
+
+    def train(self, mode: bool = True) -> Detector:
+        super().train(mode)
+        if self.cfg.freeze_backbone:  # frozen BatchNorm keeps its running statistics
+            for module in self.net.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for (batch, 1, n_mels, frames) log-mel inputs in dB."""
+        x = (x - self.feature_mean) / self.feature_std
+        return self.net(x)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """P(AI-generated) per input."""
+        return self(x).float().softmax(dim=-1)[:, 1]
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y, _ = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits.float(), y)
+        acc = (logits.argmax(dim=-1) == y).float().mean()
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(y))
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_parts = {}
+        self.test_outputs = {}
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y, index = batch
+        scores = self.score(x)
+        self._test_parts.setdefault(dataloader_idx, []).append(
+            (scores.detach().cpu(), y.cpu(), index.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        for idx, parts in sorted(self._test_parts.items()):
+            scores, labels, index = (torch.cat(p) for p in zip(*parts, strict=True))
+            order = torch.argsort(index)
+            self.test_outputs[self.test_names[idx]] = {
+                "scores": scores[order], "labels": labels[order], "index": index[order]}
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        cfg = self.cfg
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9,
+                                   weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def model_config_dict(cfg: ModelConfig) -> dict:
+    return asdict(cfg)

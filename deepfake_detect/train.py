@@ -1,0 +1,282 @@
+"""Entry point: ``deepfake-detect-train [overrides]`` or ``train(cfg) -> metrics``.
+
+``train`` validates the whole config before any heavy work, finds the run directory by config
+signature (resuming or reporting a finished run), prepares the cached features, trains,
+tests every test distortion and logs everything to one MLflow run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detect.config import build, require, to_plain
+from deepfake_detect.data.distortions import Distortion
+from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.errors import ConfigError, DeepfakeDetectError
+from deepfake_detect.runs import RunDir, signature
+from deepfake_detect.tracking import LoggerConfig
+
+log = logging.getLogger("deepfake_detect")
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder (next to the package in a checkout, inside it in a wheel)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no conf/train.yaml next to {here}")
+
+
+CONF_DIR = conf_dir()
+ALL_DISTORTIONS = ("base", "pitch", "tempo", "combined")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The ``eval`` node: which test distortions, and the decision threshold."""
+
+    distortions: tuple[str, ...] = ALL_DISTORTIONS
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
+        require(0 < self.threshold < 1, "threshold", f"must be in (0, 1), got {self.threshold}")
+
+
+def distortion_preset(name: str) -> Distortion:
+    """A distortion from ``conf/distortion/<name>.yaml``."""
+    path = CONF_DIR / "distortion" / f"{name}.yaml"
+    if not path.is_file():
+        allowed = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError("eval.distortions", f"unknown distortion {name!r}; allowed: "
+                          f"{', '.join(allowed)}")
+    return build_distortion(to_plain(OmegaConf.load(path)), f"distortion ({path.name})")
+
+
+def build_distortion(node: dict[str, Any], prefix: str) -> Distortion:
+    try:
+        return Distortion.from_dict(node)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+    except TypeError as err:
+        raise ConfigError(prefix, f"{err}; allowed keys: name, pitch, tempo, crop, pad, "
+                          "bins_per_octave") from None
+
+
+def trainer_kwargs(node: dict[str, Any]) -> dict[str, Any]:
+    """``trainer`` config keys, checked against ``lightning.pytorch.Trainer``'s arguments."""
+    import lightning.pytorch as pl
+
+    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    for key in node:
+        require(key in allowed, f"trainer.{key}",
+                "not an argument of lightning.pytorch.Trainer")
+    require(node.get("max_epochs") is None or node["max_epochs"] > 0, "trainer.max_epochs",
+            f"must be a positive integer, got {node.get('max_epochs')}")
+    return dict(node)
+
+
+@dataclass
+class Plan:
+    """Everything ``train`` needs, validated, before any heavy work."""
+
+    resolved: dict[str, Any]
+    seed: int
+    features: FeatureConfig
+    distortion: Distortion
+    test_distortions: list[Distortion]
+    eval: EvalConfig
+    model: Any
+    weights_path: Path | None
+    logger: LoggerConfig
+    trainer: dict[str, Any]
+    outputs: Path
+    run_dir: RunDir
+    resume: bool
+    datamodule: Any = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
+    """Validate ``cfg`` into a Plan; every error names its config key."""
+    from deepfake_detect.data.datamodule import AudioDataModule
+    from deepfake_detect.models.detector import ModelConfig
+    from deepfake_detect.models.resnet import resolve_weights
+
+    resolved = to_plain(cfg)
+    for key in ("data", "features", "distortion", "model", "trainer", "logger", "paths"):
+        require(isinstance(resolved.get(key), dict), key, "missing config group")
+    seed = resolved.get("seed", 0)
+    require(isinstance(seed, int) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")
+    features = build(FeatureConfig, resolved["features"], "features")
+    distortion = build_distortion(resolved["distortion"], "distortion")
+    eval_node = dict(resolved.get("eval") or {})
+    if isinstance(eval_node.get("distortions"), list):
+        eval_node["distortions"] = tuple(eval_node["distortions"])
+    evaluation = build(EvalConfig, eval_node, "eval")
+    tests = [distortion if name == distortion.name else distortion_preset(name)
+             for name in evaluation.distortions]
+    model = build(ModelConfig, resolved["model"], "model")
+    weights_path = resolve_weights(model.weights)
+    logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
+    datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed)
+    outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
+    name = f"{distortion.name}-seed{seed}-{signature(resolved)}"
+    tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
+    return Plan(resolved, seed, features, distortion, tests, evaluation, model, weights_path,
+                logger, trainer_kwargs(resolved["trainer"]), outputs,
+                RunDir(outputs / "runs" / name), bool(resolved.get("resume", True)), datamodule,
+                tags)
+
+
+def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """Train and test one configuration; return its metrics (``test/<distortion>/<metric>``)."""
+    p = plan(cfg)
+    if p.resume and (done := p.run_dir.result()) is not None:
+        print(f"[deepfake-detect] {p.run_dir.path.name} already finished; reporting its "
+              "stored results (resume=false retrains)")
+        return done
+    if not p.resume and p.run_dir.path.exists():
+        shutil.rmtree(p.run_dir.path)
+    return _run(p)
+
+
+def _run(p: Plan) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from deepfake_detect import tracking
+    from deepfake_detect.callbacks import EpochSummary
+    from deepfake_detect.checkpoints import AtomicCheckpointIO, resumable_checkpoint
+    from deepfake_detect.evaluate import evaluate, metrics_table
+    from deepfake_detect.models.detector import Detector
+    from deepfake_detect.models.resnet import load_backbone_weights
+
+    run_dir = p.run_dir.create()
+    pl.seed_everything(p.seed, workers=True, verbose=False)
+    dm = p.datamodule
+    dm.prepare()
+    print(f"[deepfake-detect] data: {dm.describe()}")
+    model = Detector(model=asdict(p.model), feature_mean=dm.feature_mean,
+                     feature_std=dm.feature_std, test_names=tuple(dm.test_names))
+    weights_used = "none"
+    if p.weights_path is not None:
+        weights_used = load_backbone_weights(model.net, p.weights_path)
+
+    tracking.prepare_store()
+    uri = p.logger.tracking_uri or tracking.default_tracking_uri(p.outputs)
+    local = tracking.is_local_sqlite(uri)
+    artifact_location = p.logger.artifact_location or (
+        (p.outputs / "mlartifacts").as_uri() if local else None)
+    tracking.ensure_experiment(uri, p.logger.experiment_name, artifact_location,
+                               p.outputs if local else None)
+    ckpt = resumable_checkpoint(run_dir.checkpoints) if p.resume else None
+    run_id = run_dir.run_id() if ckpt is not None else None
+    logger = MLFlowLogger(experiment_name=p.logger.experiment_name, tracking_uri=uri,
+                          run_name=p.logger.run_name or run_dir.path.name, run_id=run_id,
+                          artifact_location=artifact_location)
+    run_id = tracking.retry(lambda: logger.run_id, "start MLflow run")
+    run_dir.save_run_id(run_id)
+    client = logger.experiment
+    if ckpt is None:
+        tracking.retry(lambda: logger.log_hyperparams(tracking.params_from_config(p.resolved)),
+                       "log params")
+        tags = {"config_hash": run_dir.path.name.rsplit("-", 1)[-1],
+                "git_commit": tracking.git_commit(), "weights": weights_used,
+                "run_dir": str(run_dir.path), "train_distortion": p.distortion.name, **p.tags}
+        for key, value in tags.items():
+            tracking.retry(lambda k=key, v=value: client.set_tag(run_id, k, v), "set tag")
+    else:
+        print(f"[deepfake-detect] resuming from {ckpt} into MLflow run {run_id}")
+        client.set_tag(run_id, "resumed_from", str(ckpt))
+
+    checkpointing = ModelCheckpoint(dirpath=run_dir.checkpoints, filename="epoch{epoch:03d}",
+                                    auto_insert_metric_name=False, save_last=True,
+                                    save_top_k=2, monitor="step", mode="max")
+    trainer = pl.Trainer(**p.trainer, logger=logger, callbacks=[checkpointing, EpochSummary()],
+                         default_root_dir=run_dir.path, plugins=[AtomicCheckpointIO()])
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
+        flat, files = evaluate(trainer, model, dm, run_dir.artifacts, p.eval.threshold)
+        step = trainer.global_step
+        finite = {k: v for k, v in flat.items() if v == v}
+        tracking.retry(lambda: logger.log_metrics(finite, step=step), "log test metrics")
+        skipped = _write_skipped(dm, run_dir.artifacts)
+        for path in [*files, *skipped]:
+            tracking.retry(lambda f=path: client.log_artifact(run_id, str(f)), "log artifact")
+        result = {"run_id": run_id, "run_dir": str(run_dir.path),
+                  "tracking_uri": uri, "data": dm.describe(), **flat}
+        run_dir.save_result(result)
+        tracking.set_terminated(uri, run_id, "FINISHED")
+    except KeyboardInterrupt:
+        tracking.set_terminated(uri, run_id, "KILLED")
+        raise
+    except BaseException:
+        tracking.set_terminated(uri, run_id, "FAILED")
+        raise
+    print(metrics_table(flat, dm.test_names))
+    print(f"[deepfake-detect] MLflow run {run_id} in experiment "
+          f"'{p.logger.experiment_name}' at {uri}")
+    return result
+
+
+def _write_skipped(dm: Any, out_dir: Path) -> list[Path]:
+    import csv
+
+    rows = dm.skipped
+    if not rows:
+        return []
+    path = out_dir / "skipped.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["clip_id", "path", "label", "reason"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"[deepfake-detect] skipped {len(rows)} unusable clip(s); reasons in {path}")
+    return [path]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    _quiet_lightning_logging()
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        OmegaConf.set_struct(cfg, False)
+        cfg.logger.setdefault("tags", {})
+        cfg.logger.tags["sweep_id"] = Path(hydra_cfg.sweep.dir).name
+        cfg.logger.tags["sweep_overrides"] = ",".join(hydra_cfg.overrides.task)
+    try:
+        train(cfg)
+    except DeepfakeDetectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _quiet_lightning_logging() -> None:
+    """Hydra already sends records to the console: drop Lightning's duplicate handler."""
+    import lightning.pytorch  # noqa: F401 - installs its handler on import
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+
+
+def main() -> None:
+    """Console script ``deepfake-detect-train``."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

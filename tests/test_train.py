@@ -1,0 +1,96 @@
+"""End to end through ``train(cfg)``: MLflow contents, cache reuse, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.data import synthetic
+from deepfake_detect.train import train
+
+DISTORTIONS = ("base", "pitch", "tempo", "combined")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> dict:
+    """One tiny run, shared by the tests that only read what it left behind."""
+    from tests.conftest import TINY, compose_cfg
+
+    root = tmp_path_factory.mktemp("run") / "out"
+    cfg = compose_cfg([*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=2"], root)
+    return train(cfg)
+
+
+def test_returns_test_metrics_for_every_distortion(finished: dict) -> None:
+    for name in DISTORTIONS:
+        for metric in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc",
+                       "eer"):
+            assert f"test/{name}/{metric}" in finished
+        assert 0.0 <= finished[f"test/{name}/accuracy"] <= 1.0
+
+
+def test_mlflow_run_holds_params_metrics_and_artifacts(finished: dict) -> None:
+    client = MlflowClient(tracking_uri=finished["tracking_uri"])
+    run = client.get_run(finished["run_id"])
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["distortion.name"] == "base"
+    assert params["seed"] == "0"
+    assert params["features.n_mels"] == "32"
+    assert not any(key.startswith(("paths.", "logger.")) for key in params)
+    tags = run.data.tags
+    assert tags["weights"] == "none"
+    assert len(tags["config_hash"]) == 12
+    assert tags["git_commit"]
+    # Per-epoch metrics: one value per epoch.
+    history = client.get_metric_history(run.info.run_id, "val/loss")
+    assert len(history) == 2
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
+    assert "test/pitch/eer" in run.data.metrics
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    for name in DISTORTIONS:
+        assert {f"confusion_{name}.png", f"confusion_{name}.json",
+                f"predictions_{name}.csv"} <= files
+    local = Path(client.download_artifacts(run.info.run_id, "confusion_base.json"))
+    counts = json.loads(local.read_text())
+    assert counts["labels"] == ["human", "ai"]
+    assert sum(map(sum, counts["matrix"])) > 0
+    csv_path = Path(client.download_artifacts(run.info.run_id, "predictions_tempo.csv"))
+    header = csv_path.read_text().splitlines()[0].split(",")
+    assert header[:5] == ["clip_id", "generator", "label", "score", "prediction"]
+    assert "tempo_rate" in header
+
+
+def test_second_run_reuses_cache_and_gives_identical_metrics(make_cfg, tmp_path, monkeypatch):
+    calls = {"render": 0}
+    real_render = synthetic.render
+
+    def counting_render(*args, **kwargs):
+        calls["render"] += 1
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "render", counting_render)
+    cache = f"data.cache.dir={tmp_path / 'shared_cache'}"
+    first = train(make_cfg(cache, root=tmp_path / "a"))
+    assert calls["render"] > 0
+    assert first["data"]["cache"]["built"] == 6
+    calls["render"] = 0
+    second = train(make_cfg(cache, root=tmp_path / "b"))
+    assert calls["render"] == 0, "a cached configuration must not synthesise audio again"
+    assert second["data"]["cache"] == {"built": 0, "reused": 6, "clips_computed": 0,
+                                       "rebuilt_corrupt": 0}
+    assert second["run_id"] != first["run_id"]
+    metrics = [k for k in first if k.startswith("test/")]
+    assert metrics and all(first[k] == second[k] or (first[k] != first[k] and
+                                                     second[k] != second[k]) for k in metrics)
+
+
+def test_changing_features_misses_the_cache(make_cfg, tmp_path) -> None:
+    cache = f"data.cache.dir={tmp_path / 'shared_cache'}"
+    train(make_cfg(cache, "eval.distortions=[base]", root=tmp_path / "a"))
+    second = train(make_cfg(cache, "eval.distortions=[base]", "features.n_mels=24",
+                            root=tmp_path / "b"))
+    assert second["data"]["cache"]["built"] == 3
