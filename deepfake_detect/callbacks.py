@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 
 
 class EpochSummary(pl.Callback):
-    """Prints ``epoch k/N  train/loss … val/acc …  (s)`` after each validation."""
+    """Prints ``epoch k/N  train/loss … val/acc …  (s)`` at the end of each training epoch."""
 
     def __init__(self) -> None:
         self._start = time.perf_counter()
@@ -16,7 +16,7 @@ class EpochSummary(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics

@@ -46,11 +46,13 @@ class EvalConfig:
     """The ``eval`` node: which test distortions, and the decision threshold."""
 
     distortions: tuple[str, ...] = ALL_DISTORTIONS
-    threshold: float = 0.5
+    threshold: float | str = 0.5
 
     def __post_init__(self) -> None:
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
-        require(0 < self.threshold < 1, "threshold", f"must be in (0, 1), got {self.threshold}")
+        require(self.threshold == "val_eer" or (isinstance(self.threshold, int | float)
+                                                and 0 < self.threshold < 1), "threshold",
+                f"must be a number in (0, 1) or val_eer, got {self.threshold!r}")
 
 
 def distortion_preset(name: str) -> Distortion:
@@ -159,7 +161,8 @@ def _run(p: Plan) -> dict[str, Any]:
     from deepfake_detect import tracking
     from deepfake_detect.callbacks import EpochSummary
     from deepfake_detect.checkpoints import AtomicCheckpointIO, resumable_checkpoint
-    from deepfake_detect.evaluate import evaluate, metrics_table
+    from deepfake_detect.evaluate import choose_threshold, evaluate, metrics_table
+    from deepfake_detect.models.bundle import load_weights_from, save_bundle
     from deepfake_detect.models.detector import Detector
     from deepfake_detect.models.resnet import load_backbone_weights
 
@@ -169,10 +172,15 @@ def _run(p: Plan) -> dict[str, Any]:
     dm.prepare()
     print(f"[deepfake-detect] data: {dm.describe()}")
     model = Detector(model=asdict(p.model), feature_mean=dm.feature_mean,
-                     feature_std=dm.feature_std, test_names=tuple(dm.test_names))
+                     feature_std=dm.feature_std, test_names=tuple(dm.test_names),
+                     features=p.features.as_dict())
     weights_used = "none"
     if p.weights_path is not None:
         weights_used = load_backbone_weights(model.net, p.weights_path)
+    if p.model.init_from:
+        weights_used = "init_from:" + load_weights_from(model, p.model.init_from,
+                                                        p.logger.tracking_uri or
+                                                        tracking.default_tracking_uri(p.outputs))
 
     tracking.prepare_store()
     uri = p.logger.tracking_uri or tracking.default_tracking_uri(p.outputs)
@@ -208,7 +216,14 @@ def _run(p: Plan) -> dict[str, Any]:
                          default_root_dir=run_dir.path, plugins=[AtomicCheckpointIO()])
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
-        flat, files = evaluate(trainer, model, dm, run_dir.artifacts, p.eval.threshold)
+        threshold, rule = choose_threshold(trainer, model, dm, p.eval.threshold)
+        flat, files = evaluate(trainer, model, dm, run_dir.artifacts, threshold)
+        flat["threshold"] = threshold
+        bundle = save_bundle(run_dir.path / "model.ckpt", model, p.features.as_dict(),
+                             threshold, rule, {"train_distortion": p.distortion.name,
+                                               "run_id": run_id})
+        tracking.retry(lambda: client.log_artifact(run_id, str(bundle), "model"),
+                       "log model")
         step = trainer.global_step
         finite = {k: v for k, v in flat.items() if v == v}
         tracking.retry(lambda: logger.log_metrics(finite, step=step), "log test metrics")
@@ -259,7 +274,12 @@ def _hydra_main(cfg: DictConfig) -> None:
         cfg.logger.tags["sweep_id"] = Path(hydra_cfg.sweep.dir).name
         cfg.logger.tags["sweep_overrides"] = ",".join(hydra_cfg.overrides.task)
     try:
-        train(cfg)
+        if cfg.get("iterative"):
+            from deepfake_detect.iterative import train_iterative
+
+            train_iterative(cfg)
+        else:
+            train(cfg)
     except DeepfakeDetectError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -269,8 +289,10 @@ def _quiet_lightning_logging() -> None:
     """Hydra already sends records to the console: drop Lightning's duplicate handler."""
     import lightning.pytorch  # noqa: F401 - installs its handler on import
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 def main() -> None:

@@ -116,7 +116,7 @@ def test_decoder_imprints_lines_at_multiples_of_sr_over_period(generator):
     spacing = SR / GENERATORS[generator].period
     on = np.arange(1, GENERATORS[generator].period // 2) * spacing
     off = on + spacing / 2
-    strong = tiny(n_clips=2, generators=(generator,), artifact_strength=30.0)
+    strong = tiny(n_clips=2, generators=(generator,), artifact_strength=100.0)
     clean = tiny(n_clips=2, generators=(generator,), artifact_strength=0.0)
     human, ai = list_clips(strong)
     audio = {"ai": render(ai, strong), "human": render(human, strong),

@@ -2,7 +2,10 @@
 
 Each source is a small picklable object with ``clips()``, ``load(clip, sample_rate)`` and
 ``signature()`` (what the cache key needs to know about it). ``build_source`` picks one by the
-``data.source.name`` config key.
+``data.source.name`` config key; the other keys of ``data.source`` are its options.
+
+File sources (``folder``, ``manifest``, ``fakemusiccaps``, ``sonics``) live in modules named
+after them and share :class:`deepfake_detect.data.files.FileSource` (windows, decoding).
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from deepfake_detect.config import build
-from deepfake_detect.data import audio
 from deepfake_detect.data.clips import Clip
+from deepfake_detect.data.fakemusiccaps import FakeMusicCapsSource
+from deepfake_detect.data.files import FileSource
+from deepfake_detect.data.folder import FolderSource
+from deepfake_detect.data.manifest import ManifestSource
+from deepfake_detect.data.sonics import SonicsSource
 from deepfake_detect.errors import ConfigError
+
+__all__ = ["SOURCES", "FileSource", "Source", "SyntheticSource", "build_source", "register"]
 
 
 class Source(Protocol):
@@ -26,16 +35,6 @@ class Source(Protocol):
     def load(self, clip: Clip, sample_rate: int) -> np.ndarray: ...
 
     def signature(self) -> dict[str, Any]: ...
-
-
-class FileSource:
-    """Base for sources whose clips are audio files: decoding goes through ``audio.decode``."""
-
-    name = "files"
-
-    def load(self, clip: Clip, sample_rate: int) -> np.ndarray:
-        assert clip.path is not None, f"clip {clip.clip_id} has no path"
-        return audio.decode(clip.path, sample_rate)
 
 
 class SyntheticSource:
@@ -72,7 +71,13 @@ class SyntheticSource:
         return {"source": self.name, **asdict(self.cfg)}
 
 
-SOURCES: dict[str, Callable[..., Source]] = {"synthetic": SyntheticSource}
+SOURCES: dict[str, Callable[..., Source]] = {
+    "synthetic": SyntheticSource,
+    "folder": FolderSource,  # root/<class dir>/**/*.{wav,flac,ogg,mp3}
+    "manifest": ManifestSource,  # a CSV: path,label[,group,generator,split]
+    "fakemusiccaps": FakeMusicCapsSource,  # MusicCaps/ + one folder per generator
+    "sonics": SonicsSource,  # real_songs.csv / fake_songs.csv + audio folders
+}
 
 
 def register(name: str, factory: Callable[..., Source]) -> None:

@@ -62,8 +62,8 @@ class DecoderSpec:
 
     strides: tuple[int, ...]
     kernel_sizes: tuple[int, ...]
-    mismatch: float = 0.002
-    bias: float = 0.001
+    mismatch: float = 0.0016
+    bias: float = 0.0008
 
     @property
     def period(self) -> int:
@@ -73,11 +73,11 @@ class DecoderSpec:
 
 GENERATORS: dict[str, DecoderSpec] = {
     "dec_2x4x4": DecoderSpec(strides=(2, 4, 4), kernel_sizes=(4, 8, 8)),
-    "dec_4x4x2": DecoderSpec(strides=(4, 4, 2), kernel_sizes=(8, 8, 3), mismatch=0.0025,
-                             bias=0.0006),
-    "dec_8x4": DecoderSpec(strides=(8, 4), kernel_sizes=(16, 7), mismatch=0.0015, bias=0.0015),
+    "dec_4x4x2": DecoderSpec(strides=(4, 4, 2), kernel_sizes=(8, 8, 3), mismatch=0.002,
+                             bias=0.0005),
+    "dec_8x4": DecoderSpec(strides=(8, 4), kernel_sizes=(16, 7), mismatch=0.0012, bias=0.0012),
     "dec_2x2x8": DecoderSpec(strides=(2, 2, 8), kernel_sizes=(3, 4, 16)),
-    "dec_5x4x2": DecoderSpec(strides=(5, 4, 2), kernel_sizes=(10, 8, 5), bias=0.0012),
+    "dec_5x4x2": DecoderSpec(strides=(5, 4, 2), kernel_sizes=(10, 8, 5), bias=0.001),
 }
 
 

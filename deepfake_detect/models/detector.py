@@ -45,13 +45,16 @@ class Detector(pl.LightningModule):
     ``weights_only=True``. Feature normalisation statistics travel as buffers."""
 
     def __init__(self, model: dict, num_classes: int = 2, feature_mean: float = 0.0,
-                 feature_std: float = 1.0, test_names: tuple[str, ...] = ("base",)):
+                 feature_std: float = 1.0, test_names: tuple[str, ...] = ("base",),
+                 features: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = ModelConfig(**model)
         self.net = resnet18_one_channel(num_classes)
         self.register_buffer("feature_mean", torch.tensor(float(feature_mean)))
         self.register_buffer("feature_std", torch.tensor(float(feature_std)))
+        # Decision threshold on P(AI-generated), chosen on the validation set after training.
+        self.register_buffer("threshold", torch.tensor(0.5))
         self.test_names = list(test_names)
         self.test_outputs: dict[str, dict[str, torch.Tensor]] = {}
         self._test_parts: dict[int, list[tuple[torch.Tensor, ...]]] = {}
@@ -92,6 +95,10 @@ class Detector(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.score(x).detach().cpu()
 
     def on_test_epoch_start(self) -> None:
         self._test_parts = {}

@@ -1,0 +1,210 @@
+"""What every file-based source shares: options, listing helpers, windowing, decoding.
+
+A file source lists one clip per audio file (``list_files``); this base class turns those into
+window clips (:mod:`deepfake_detect.data.windows`), optionally keeps a small balanced subset
+(``n_clips``, used by debug runs), and decodes a clip's window with :func:`audio.decode`.
+Layout problems raise :class:`DataError` naming the path and the expected layout before any
+audio is decoded; unusable files become skipped clips (``audio.AudioError``) at decode time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_detect.config import build, require
+from deepfake_detect.data import audio, windows
+from deepfake_detect.data.clips import Clip
+from deepfake_detect.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+HUMAN = "human"
+UNKNOWN_GENERATOR = "unknown"
+# Label words accepted in manifests and dataset CSVs (0 = human, 1 = AI-generated).
+LABEL_WORDS = {"0": 0, "human": 0, "real": 0, "1": 1, "ai": 1, "fake": 1, "deepfake": 1}
+SPLIT_WORDS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
+               "dev": "val", "test": "test"}
+IGNORED_DIRS = {"__MACOSX"}
+
+
+@dataclass(frozen=True)
+class FileSourceConfig:
+    """Options shared by every file source (``data.source.<key>``).
+
+    ``duration``: window length in seconds (set it equal to ``features.duration``; the shipped
+    configs interpolate it). ``windows``: the :class:`windows.WindowConfig` node. ``n_clips``:
+    keep at most this many clips, balanced over (label, split), for quick runs (None: all).
+    """
+
+    duration: float = 4.0
+    windows: Any = None
+    n_clips: int | None = None
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.duration, int | float) and self.duration > 0, "duration",
+                f"must be a positive number of seconds, got {self.duration!r}")
+        require(self.n_clips is None or (isinstance(self.n_clips, int) and self.n_clips >= 2),
+                "n_clips", f"must be an integer >= 2 or null (all clips), got {self.n_clips!r}")
+        if not isinstance(self.windows, windows.WindowConfig):
+            node = self.windows if self.windows is not None else {}
+            require(isinstance(node, Mapping), "windows",
+                    f"must be a mapping (mode, offset_s, hop_s, max_per_file, short), "
+                    f"got {node!r}")
+            object.__setattr__(self, "windows", build(windows.WindowConfig, node, "windows"))
+
+
+def required_path(value: Any, key: str, what: str) -> Path:
+    """``value`` as an absolute path; ConfigError naming ``key`` when it is unset."""
+    if value in (None, "", "???"):
+        raise ConfigError(key, f"is required: set it to {what}")
+    require(isinstance(value, str | os.PathLike), key, f"must be a path, got {value!r}")
+    return Path(value).expanduser().resolve()
+
+
+def parse_label(value: Any) -> int | None:
+    """0/1 from a label cell (0, 1, human, real, ai, fake, deepfake; any case), else None."""
+    text = str(value).strip().lower()
+    if text in LABEL_WORDS:
+        return LABEL_WORDS[text]
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if number in (0.0, 1.0) else None
+
+
+def parse_split(value: Any) -> str | None | bool:
+    """train/val/test from a split cell (valid/validation -> val); None when empty; False
+    when the value is not a split name."""
+    text = str(value or "").strip().lower()
+    if not text:
+        return None
+    return SPLIT_WORDS.get(text, False)
+
+
+def is_ignored(name: str) -> bool:
+    """macOS resource forks, hidden files and archive leftovers."""
+    return name.startswith(".") or name in IGNORED_DIRS
+
+
+def audio_files(folder: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
+    """Audio files below ``folder`` (recursive, sorted, symlinks followed once)."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
+        for name in sorted(filenames):
+            if not is_ignored(name) and name.lower().endswith(extensions):
+                yield Path(dirpath) / name
+
+
+def normalise_extensions(value: Any, key: str) -> tuple[str, ...]:
+    """``[wav, .FLAC]`` -> ``(".wav", ".flac")``."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    require(len(items) > 0 and all(isinstance(v, str) and v.strip(".") for v in items), key,
+            f"must be a non-empty list of file extensions, got {value!r}")
+    return tuple("." + v.strip().lstrip(".").lower() for v in items)
+
+
+def subsample(clips: list[Clip], n: int | None) -> list[Clip]:
+    """At most ``n`` clips, taken round-robin over (label, split) strata.
+
+    Within a stratum clips are ordered by window index and then by a hash of their group, so
+    a small subset spans many groups (what grouped splitting needs) and does not depend on
+    the order files were listed in. The subset keeps the original order.
+    """
+    if n is None or len(clips) <= n:
+        return clips
+    strata: dict[tuple[int, str], list[Clip]] = defaultdict(list)
+    for clip in clips:
+        strata[(clip.label, clip.split or "")].append(clip)
+    queues = [sorted(strata[key], key=lambda c: (c.recipe.get("window", 0),
+                                                   zlib.crc32(c.group.encode()), c.clip_id))
+              for key in sorted(strata)]
+    chosen: set[str] = set()
+    depth = 0
+    while len(chosen) < n:
+        for queue in queues:
+            if depth < len(queue) and len(chosen) < n:
+                chosen.add(queue[depth].clip_id)
+        depth += 1
+    return [clip for clip in clips if clip.clip_id in chosen]
+
+
+class FileSource:
+    """Base for sources whose clips are windows of audio files.
+
+    Subclasses set ``name``, build ``self.cfg`` (a :class:`FileSourceConfig` subclass) and
+    implement ``list_files()``: one clip per file (``path`` absolute), raising DataError for a
+    layout that does not match.
+    """
+
+    name = "files"
+    cfg: FileSourceConfig
+
+    def __init__(self) -> None:
+        self._clips: list[Clip] | None = None
+
+    def list_files(self) -> list[Clip]:
+        raise NotImplementedError
+
+    def clips(self) -> list[Clip]:
+        if self._clips is None:
+            files = subsample(self.list_files(), self.cfg.n_clips)
+            clips = [window for clip in files
+                     for window in windows.expand(clip, self.cfg.duration, self.cfg.windows)]
+            clips = subsample(clips, self.cfg.n_clips)
+            _check_unique(clips, self.name)
+            self._clips = clips
+        return list(self._clips)
+
+    def segment(self, clip: Clip) -> audio.Segment:
+        """The part of ``clip.path`` that ``clip`` stands for."""
+        return audio.Segment(self.cfg.duration, clip.recipe.get("offset_s"),
+                             self.cfg.windows.short)
+
+    def load(self, clip: Clip, sample_rate: int) -> np.ndarray:
+        assert clip.path is not None, f"clip {clip.clip_id} has no path"
+        return audio.decode(clip.path, sample_rate, self.segment(clip))
+
+    def signature(self) -> dict[str, Any]:
+        """Options plus a digest of the listing (ids, labels, groups, generators, splits)."""
+        listing = [[c.clip_id, c.label, c.group, c.generator, c.split, c.path,
+                    c.recipe.get("offset_s")] for c in self.clips()]
+        digest = hashlib.sha256(json.dumps(listing, default=str).encode()).hexdigest()
+        return {"source": self.name, **asdict(self.cfg), "listing": digest}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to feature workers with every task: leave the (possibly long) listing behind.
+        return {**self.__dict__, "_clips": None}
+
+
+def _check_unique(clips: list[Clip], name: str) -> None:
+    seen: set[str] = set()
+    for clip in clips:
+        if clip.clip_id in seen:
+            raise DataError(f"{name} source: clip id {clip.clip_id!r} appears twice")
+        seen.add(clip.clip_id)
+
+
+def relative_id(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` in POSIX form (absolute when outside ``root``)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()

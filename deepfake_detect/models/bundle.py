@@ -1,0 +1,118 @@
+"""The inference bundle (``model.ckpt``): weights plus everything needed to preprocess
+identically — feature config, normalisation statistics (buffers), label map, threshold.
+
+Plain containers only, so it loads with ``torch.load(weights_only=True)`` and needs nothing
+from the training run's Hydra config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepfake_detect import LABEL_NAMES
+from deepfake_detect.errors import DeepfakeDetectError
+from deepfake_detect.models.detector import Detector
+
+FORMAT = "deepfake-detect/model/1"
+
+
+def save_bundle(path: Path, model: Detector, features: dict[str, Any], threshold: float,
+                threshold_rule: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write the bundle atomically."""
+    model.threshold.fill_(float(threshold))
+    payload = {
+        "format": FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "hyper_parameters": _plain(dict(model.hparams)),
+        "features": dict(features),
+        "threshold": float(threshold),
+        "threshold_rule": threshold_rule,
+        "label_map": {str(k): v for k, v in LABEL_NAMES.items()},
+        "score": "P(AI-generated)",
+        **(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_bundle(path: str | Path) -> tuple[Detector, dict[str, Any]]:
+    """The detector (eval mode) and the bundle's metadata."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DeepfakeDetectError(f"no model file at {path}") from None
+    except Exception as err:  # noqa: BLE001
+        raise DeepfakeDetectError(f"cannot read model file {path}: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DeepfakeDetectError(f"{path} is not a deepfake-detect model bundle "
+                                  f"(expected format {FORMAT})")
+    hparams = dict(payload["hyper_parameters"])
+    model = Detector(**hparams)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, meta
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def resolve_model_ref(ref: str, tracking_uri: str | None = None) -> Path:
+    """A local bundle path from a file, a run directory, an MLflow run id or ``runs:/`` URI."""
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / "model.ckpt").is_file():
+        return path / "model.ckpt"
+    if path.is_file():
+        return path
+    if ref.startswith(("runs:/", "models:/")) or _looks_like_run_id(ref):
+        import mlflow
+        from mlflow.artifacts import download_artifacts
+
+        uri = ref if ref.startswith(("runs:/", "models:/")) else f"runs:/{ref}/model/model.ckpt"
+        try:
+            if tracking_uri:
+                mlflow.set_tracking_uri(tracking_uri)
+            local = Path(download_artifacts(artifact_uri=uri))
+        except Exception as err:  # noqa: BLE001 - MLflow raises many kinds
+            raise DeepfakeDetectError(f"cannot fetch model {ref!r} from MLflow "
+                                      f"({tracking_uri or 'default store'}): {err}") from err
+        if local.is_dir():
+            found = sorted(local.rglob("*.ckpt"))
+            if not found:
+                raise DeepfakeDetectError(f"MLflow artifact {uri} holds no .ckpt file")
+            local = found[0]
+        return local
+    raise DeepfakeDetectError(f"no model at {ref!r}: give a model.ckpt file, a run directory, "
+                              "an MLflow run id or a runs:/ URI")
+
+
+def _looks_like_run_id(ref: str) -> bool:
+    return len(ref) == 32 and all(c in "0123456789abcdef" for c in ref)
+
+
+def load_weights_from(model: Detector, ref: str, tracking_uri: str | None = None) -> str:
+    """Initialise ``model`` from another run's bundle or a Lightning checkpoint; returns a
+    description for the run's tags."""
+    path = resolve_model_ref(ref, tracking_uri)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise DeepfakeDetectError(f"{path} holds no state_dict to initialise from")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or missing:
+        raise DeepfakeDetectError(f"{path} does not fit this model (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+    return str(path)

@@ -1,0 +1,192 @@
+"""``deepfake-detect-report``: the train × test distortion matrix of a sweep, from MLflow.
+
+Reads the FINISHED runs of an experiment (optionally one sweep), and writes, for accuracy,
+F1 and EER, mean ± std over seeds as a markdown table and a heatmap PNG; then logs them to
+MLflow as a summary run (tag ``summary=true``) in the same experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_detect.errors import DeepfakeDetectError
+
+ORDER = ("base", "pitch", "tempo", "combined")
+DEFAULT_METRICS = ("accuracy", "f1", "eer")
+
+
+@dataclass
+class Grid:
+    """values[metric][(train, test)] -> one value per run (seed)."""
+
+    rows: list[str]
+    cols: list[str]
+    values: dict[str, dict[tuple[str, str], list[float]]] = field(default_factory=dict)
+    n_runs: int = 0
+
+    def cell(self, metric: str, row: str, col: str) -> tuple[float, float, int]:
+        xs = [v for v in self.values.get(metric, {}).get((row, col), []) if v == v]
+        if not xs:
+            return float("nan"), float("nan"), 0
+        return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0, len(xs)
+
+
+def ordered(names: set[str]) -> list[str]:
+    known = [n for n in ORDER if n in names]
+    return known + sorted(names - set(known))
+
+
+def collect(runs: list[Any], metrics: tuple[str, ...], row_key: str = "train_distortion") -> Grid:
+    """Build the grid from MLflow runs (rows: the run's training distortion or stage)."""
+    values: dict[str, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
+    rows, cols = set(), set()
+    for run in runs:
+        row = run.data.tags.get(row_key) or run.data.params.get("distortion.name")
+        if not row:
+            continue
+        rows.add(row)
+        for key, value in run.data.metrics.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == "test" and parts[2] in metrics:
+                cols.add(parts[1])
+                values[parts[2]][(row, parts[1])].append(float(value))
+    return Grid(ordered(rows), ordered(cols), {m: dict(v) for m, v in values.items()},
+                len(runs))
+
+
+def markdown(grid: Grid, metrics: tuple[str, ...], title: str) -> str:
+    """One table per metric: rows train distortion, columns test distortion, mean ± std (n)."""
+    out = [f"# {title}", "", f"{grid.n_runs} runs; cells: mean ± std over seeds (n runs).", ""]
+    for metric in metrics:
+        out += [f"## {metric}", "", "| train \\ test | " + " | ".join(grid.cols) + " |",
+                "|---|" + "---|" * len(grid.cols)]
+        for row in grid.rows:
+            cells = []
+            for col in grid.cols:
+                mean, std, n = grid.cell(metric, row, col)
+                cells.append("–" if n == 0 else f"{mean:.3f} ± {std:.3f} ({n})")
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def heatmap(grid: Grid, metrics: tuple[str, ...], title: str, path: Path) -> Path:
+    """One panel per metric; annotated with mean ± std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.9), dpi=120,
+                             squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        cells = [[grid.cell(metric, r, c) for c in grid.cols] for r in grid.rows]
+        means = np.array([[m for m, _, _ in row] for row in cells])
+        lower_is_better = metric == "eer"
+        ax.imshow(means, cmap="viridis_r" if lower_is_better else "viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(grid.cols)), labels=grid.cols, rotation=30)
+        ax.set_yticks(range(len(grid.rows)), labels=grid.rows)
+        ax.set_xlabel("test distortion")
+        ax.set_ylabel("train distortion")
+        ax.set_title(f"{metric} ({'lower' if lower_is_better else 'higher'} is better)")
+        for i, row in enumerate(cells):
+            for j, (mean, std, n) in enumerate(row):
+                if n:
+                    ax.text(j, i, f"{mean:.2f}\n±{std:.2f}", ha="center", va="center",
+                            fontsize=8, color="white" if (mean < 0.5) != lower_is_better
+                            else "black")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def find_runs(client: Any, experiment: str, sweep_id: str | None) -> tuple[str, list[Any]]:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = [e.name for e in client.search_experiments()]
+        raise DeepfakeDetectError(f"no MLflow experiment {experiment!r}; found: "
+                                  f"{', '.join(names) or 'none'}")
+    query = "attributes.status = 'FINISHED'"
+    if sweep_id:
+        query += f" and tags.sweep_id = '{sweep_id}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=query, max_results=5000)
+    runs = [r for r in runs if r.data.tags.get("summary") != "true"]
+    if not runs:
+        raise DeepfakeDetectError(f"no FINISHED runs in experiment {experiment!r}"
+                                  + (f" with sweep_id {sweep_id!r}" if sweep_id else ""))
+    return exp.experiment_id, runs
+
+
+def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | None = None,
+           metrics: tuple[str, ...] = DEFAULT_METRICS, log_summary: bool = True) -> dict:
+    """Write report.md and heatmap.png; log them as a summary run. Returns paths and grid."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id, runs = find_runs(client, experiment, sweep_id)
+    grid = collect(runs, metrics)
+    title = f"{experiment}" + (f" / sweep {sweep_id}" if sweep_id else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "report.md"
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text(markdown(grid, metrics, title))
+    tmp.replace(md)
+    png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
+    summary_id = None
+    if log_summary:
+        tags = {"summary": "true", **({"sweep_id": sweep_id} if sweep_id else {})}
+        run = client.create_run(experiment_id, run_name=f"summary-{sweep_id or 'all'}",
+                                tags=tags)
+        summary_id = run.info.run_id
+        client.log_param(summary_id, "n_runs", len(runs))
+        for metric in metrics:
+            for row in grid.rows:
+                for col in grid.cols:
+                    mean, std, n = grid.cell(metric, row, col)
+                    if n:
+                        client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_mean", mean)
+                        client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_std", std)
+        client.log_artifact(summary_id, str(md))
+        client.log_artifact(summary_id, str(png))
+        client.set_terminated(summary_id, "FINISHED")
+    return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
+            "n_runs": len(runs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``deepfake-detect-report``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db",
+                        help="MLflow store (default: sqlite:///outputs/mlflow.db)")
+    parser.add_argument("--experiment", default="deepfake-detect", help="MLflow experiment")
+    parser.add_argument("--sweep-id", default=None, help="only runs with this sweep_id tag")
+    parser.add_argument("--out", type=Path, default=Path("outputs/report"))
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--no-summary-run", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        result = report(args.tracking_uri, args.experiment, args.out, args.sweep_id,
+                        tuple(args.metrics), not args.no_summary_run)
+    except DeepfakeDetectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result["markdown"].read_text())
+    print(f"wrote {result['markdown']} and {result['heatmap']} from {result['n_runs']} runs"
+          + (f"; summary run {result['summary_run_id']}" if result["summary_run_id"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""How long does ``deepfake-detect-predict`` take per song on CPU, and where does the time go?
+
+Synthesises a deterministic song (44.1 kHz stereo WAV, 3 minutes by default), saves a freshly
+initialised detector as an inference bundle for each feature preset (weights do not change
+the cost), and scores the song through :func:`deepfake_detect.predict.predict` -- the code
+path of the CLI -- splitting the time into decoding (read + downmix + resample), features
+(log-mel per window) and model (batched ResNet18 forward passes).
+
+    python experiments/bench_predict.py                     # default and study features
+    python experiments/bench_predict.py --presets default --threads 1 2 --repeats 3
+
+Runs in well under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_detect.data.features import FeatureConfig
+
+SONG_SR = 44100
+
+# The shipped feature configs: conf/features/default.yaml and conf/features/study.yaml.
+PRESETS = {
+    "default": FeatureConfig(),
+    "study": FeatureConfig(sample_rate=22050, duration=10.0, n_fft=2048, hop_length=512,
+                           n_mels=128),
+}
+
+
+def synth_song(seconds: float, sr: int = SONG_SR, seed: int = 0) -> np.ndarray:
+    """(samples, 2) float32: chords, a bass line, a melody and hi-hats at 120 bpm."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    beat = 0.5
+    roots = 45 + np.array([0, 5, 7, 3])  # A2, D3, E3, C3 (MIDI), one chord per bar
+    bar = (t // (4 * beat)).astype(int) % len(roots)
+    root_hz = 440.0 * 2 ** ((roots[bar] - 69) / 12)
+    step = (t // beat).astype(int)
+    in_beat = (t % beat) / beat
+    env = np.exp(-3.0 * in_beat)
+    left = np.zeros(n)
+    right = np.zeros(n)
+    for k, (ratio, pan) in enumerate(((1.0, 0.5), (1.26, 0.3), (1.5, 0.7), (2.0, 0.5))):
+        tone = sum(np.sin(2 * np.pi * h * 2 * ratio * root_hz * t + k) / h for h in (1, 2, 3))
+        left += (1 - pan) * 0.15 * tone * (0.6 + 0.4 * env)
+        right += pan * 0.15 * tone * (0.6 + 0.4 * env)
+    bass = np.sin(2 * np.pi * root_hz * t) * env
+    scale = np.array([0, 2, 3, 5, 7, 8, 10, 12])
+    notes = rng.integers(0, len(scale), size=step.max() + 1)
+    melody_hz = 440.0 * 2 ** ((69 + scale[notes[step]] - 69) / 12)
+    melody = np.sin(2 * np.pi * np.cumsum(melody_hz) / sr) * np.exp(-5.0 * in_beat)
+    hats = rng.standard_normal(n) * np.exp(-40.0 * ((t % (beat / 2)) / (beat / 2)))
+    left += 0.5 * bass + 0.35 * melody + 0.05 * hats
+    right += 0.5 * bass + 0.25 * melody + 0.07 * hats
+    song = np.stack([left, right], axis=1)
+    return (0.8 * song / np.max(np.abs(song))).astype(np.float32)
+
+
+def make_bundle(path: Path, features: FeatureConfig) -> Path:
+    """A freshly initialised detector saved as an inference bundle."""
+    import torch
+
+    from deepfake_detect.models.bundle import save_bundle
+    from deepfake_detect.models.detector import Detector, ModelConfig
+
+    torch.manual_seed(0)
+    model = Detector(model=asdict(ModelConfig()), feature_mean=-40.0, feature_std=20.0,
+                     features=features.as_dict())
+    return save_bundle(path, model, features.as_dict(), 0.5, "fixed 0.5",
+                       {"train_distortion": "none (untrained, timing only)"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=3.0, help="song length")
+    parser.add_argument("--presets", nargs="+", choices=sorted(PRESETS),
+                        default=["default", "study"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[0],
+                        help="torch CPU threads to try (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs each (median)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    import soundfile as sf
+    import torch
+
+    from deepfake_detect.predict import load_model, predict
+
+    cores = os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CPU: {cores} cores, load average {load:.2f} at start; torch {torch.__version__} "
+          f"(default {torch.get_num_threads()} threads)")
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        tmp_path = Path(tmp)
+        start = time.perf_counter()
+        song = synth_song(args.minutes * 60)
+        song_path = tmp_path / "song.wav"
+        sf.write(song_path, song, SONG_SR, subtype="PCM_16")
+        warm_path = tmp_path / "warm.wav"
+        sf.write(warm_path, song[: 12 * SONG_SR], SONG_SR, subtype="PCM_16")
+        print(f"song: {args.minutes:g} min, {SONG_SR} Hz stereo PCM_16 WAV "
+              f"({song_path.stat().st_size / 1e6:.1f} MB), synthesised and written in "
+              f"{time.perf_counter() - start:.1f} s")
+        header = (f"{'features':<34}{'threads':>8}{'windows':>8}{'decode s':>10}"
+                  f"{'features s':>11}{'model s':>9}{'total s':>9}  dominant")
+        print(header)
+        print("-" * len(header))
+        for name in args.presets:
+            cfg = PRESETS[name]
+            loaded = load_model(make_bundle(tmp_path / f"{name}.ckpt", cfg))
+            label = (f"{name} ({cfg.sample_rate / 1000:g} kHz, {cfg.duration:g} s, "
+                     f"{cfg.n_mels} mels)")
+            for threads in args.threads:
+                kwargs = {"device": "cpu", "batch_size": args.batch_size,
+                          "threads": threads or None}
+                predict(loaded, [warm_path], **kwargs)  # imports, allocator, first-call costs
+                runs = []
+                for _ in range(args.repeats):
+                    timings: dict[str, float] = {}
+                    tick = time.perf_counter()
+                    rows = predict(loaded, [song_path], timings=timings, **kwargs)
+                    timings["total_s"] = time.perf_counter() - tick
+                    assert not rows[0]["error"], rows[0]["error"]
+                    runs.append(timings)
+                med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                parts = {k: med[f"{k}_s"] for k in ("decode", "features", "model")}
+                dominant = max(parts, key=parts.get)
+                share = parts[dominant] / med["total_s"]
+                shown = threads or torch.get_num_threads()
+                print(f"{label:<34}{shown:>8}{rows[0]['n_windows']:>8}"
+                      f"{parts['decode']:>10.2f}{parts['features']:>11.2f}"
+                      f"{parts['model']:>9.2f}{med['total_s']:>9.2f}  "
+                      f"{dominant} ({share:.0%})")
+    print(f"(total = wall time of predict() for one {args.minutes:g}-minute song, median of "
+          f"{args.repeats}; the rest of it is file listing and aggregation)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
