@@ -38,7 +38,8 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
     for name in dm.test_names:
         output = model.test_outputs[name]
         scores, labels = output["scores"], output["labels"]
-        rows = dm.test_rows(name)
+        all_rows = dm.test_rows(name)  # limit_test_batches may have scored only some rows
+        rows = [all_rows[int(i)] for i in output["index"]]
         values = M.binary_metrics(scores, labels, threshold)
         values.update({f"acc_{gen}": acc for gen, acc in
                        M.per_generator_accuracy(scores.numpy(), rows, threshold).items()})

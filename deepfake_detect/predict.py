@@ -163,16 +163,18 @@ def _download(ref: str, uri: str, dst: Path) -> Path:
     import mlflow.artifacts
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if ref.startswith("runs:/"):
-        run_id, _, artifact = ref[len("runs:/"):].partition("/")
-        kwargs = {"run_id": run_id, "artifact_path": artifact.strip("/") or BUNDLE_ARTIFACT}
-    elif ref.startswith("models:/"):
-        kwargs = {"artifact_uri": ref, "registry_uri": uri}
-    else:
-        kwargs = {"run_id": ref, "artifact_path": BUNDLE_ARTIFACT}
     try:
-        local = Path(mlflow.artifacts.download_artifacts(**kwargs, dst_path=str(dst),
+        if ref.startswith("models:/"):
+            source = _registered_source(ref, uri)
+        elif ref.startswith("runs:/"):
+            run_id, _, artifact = ref[len("runs:/"):].partition("/")
+            source = f"runs:/{run_id}/{artifact.strip('/') or BUNDLE_ARTIFACT}"
+        else:
+            source = f"runs:/{ref}/{BUNDLE_ARTIFACT}"
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst),
                                                          tracking_uri=uri))
+    except UsageError:
+        raise
     except Exception as err:  # noqa: BLE001 - MlflowException, RestException, OSError ...
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"model not found: cannot fetch {ref} from MLflow at {uri} "
@@ -183,6 +185,34 @@ def _download(ref: str, uri: str, dst: Path) -> Path:
             raise UsageError(f"model not found: {ref} holds no {BUNDLE_NAME}")
         local = found[0]
     return local
+
+
+def _registered_source(ref: str, uri: str) -> str:
+    """Where ``models:/<name>/<version|latest>[/path]`` or ``models:/<name>@<alias>[/path]``
+    keeps its files. Resolved with an explicit client: MLflow's own ``models:/`` download
+    reads the process-wide registry URI, not the one given here."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    head, *rest = ref[len("models:/"):].strip("/").split("/")
+    if "@" in head:
+        name, alias = head.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    else:
+        if not rest:
+            raise UsageError(f"model not found: {ref} names no version "
+                             "(models:/<name>/<version>, models:/<name>/latest or "
+                             "models:/<name>@<alias>)")
+        name, wanted, rest = head, rest[0], rest[1:]
+        if wanted == "latest":
+            versions = client.search_model_versions(f"name='{name}'")
+            if not versions:
+                raise UsageError(f"model not found: registered model {name!r} has no versions")
+            version = str(max(int(v.version) for v in versions))
+        else:
+            version = wanted
+    source = client.get_model_version_download_uri(name, version).rstrip("/")
+    return "/".join([source, *rest])
 
 
 def _check_local_store(uri: str) -> None:

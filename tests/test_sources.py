@@ -217,11 +217,14 @@ def test_folder_group_by_parent_and_custom_classes(tmp_path: Path) -> None:
         for stem in range(2):
             write_good(tmp_path / "Bona_Fide" / f"song{song}" / f"part{stem}", stem)
             write_good(tmp_path / "synth" / "suno" / f"s{song}" / f"part{stem}", stem)
+    write_good(tmp_path / "synth" / "loose", 0)
     src = source("folder", root=str(tmp_path), group_by="parent",
                  classes={"bona_fide": 0, "SYNTH": 1})
     clips = src.clips()
     assert {c.group for c in clips if c.label == 0} == {f"Bona_Fide/song{i}" for i in range(3)}
-    assert {c.generator for c in clips if c.label == 1} == {"suno"}
+    assert {c.group for c in clips if c.label == 1} == {
+        *(f"synth/suno/s{i}" for i in range(3)), "synth/loose"}
+    assert {c.generator for c in clips if c.label == 1} == {"suno", "unknown"}
     splits = split_clips(clips, SplitConfig(val=0.3, test=0.3))
     for name, members in splits.items():
         groups = {c.group for c in members}

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from deepfake_detect.config import build
 from deepfake_detect.data.synthetic import (
     GENERATORS,
     HUMAN,
@@ -75,14 +76,18 @@ def test_only_ai_clips_depend_on_artifact_strength():
 
 @pytest.mark.parametrize(("key", "value"), [
     ("n_clips", 3), ("n_clips", 0), ("duration", 0.0), ("sample_rate", 4000),
-    ("artifact_strength", -0.5), ("generators", ()), ("generators", ("dec_2x4x4", "wavenet")),
+    ("seed", -1), ("artifact_strength", -0.5), ("generators", ()),
+    ("generators", ("dec_2x4x4", "wavenet")),
 ])
 def test_invalid_config_names_the_key(key, value):
     with pytest.raises(ConfigError) as err:
         SyntheticConfig(**{key: value})
-    assert err.value.key == f"data.{key}"
+    assert err.value.key == key
     if key == "generators":
         assert "dec_2x4x4" in str(err.value)  # lists the allowed names
+    with pytest.raises(ConfigError) as err:  # as the config group builds it
+        build(SyntheticConfig, {key: value}, "data.source")
+    assert err.value.key == f"data.source.{key}"
 
 
 def test_generators_from_a_list_and_round_robin():

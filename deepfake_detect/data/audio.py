@@ -21,7 +21,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SHORT_POLICIES = ("pad", "drop")
 
 # libsndfile logs "data : <declared> (should be <present>)" when a WAV/AIFF data chunk is cut
-# short; it then silently reads the shorter file, so truncation is only visible in that log.
+# short; it then silently reads the shorter file, so truncation is only visible in that log
+# (a shortfall within 1 % -- a lost pad byte or last block -- is tolerated).
 _CHUNK_SHORT = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _PLACEHOLDER_SIZE = 0xFFFFFF00  # streamed WAVs write 0xFFFFFFFF: unknown length, not truncated
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
@@ -74,7 +75,9 @@ class Segment:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    # libsndfile errors repeat the path ("Error opening '<path>': ..."): keep the reason only.
+    text = getattr(err, "error_string", None) or str(err)
+    text = " ".join(str(text).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
@@ -144,7 +147,7 @@ def _read_soundfile(path: Path, segment: Segment | None) -> tuple[np.ndarray, in
         truncated = _CHUNK_SHORT.search(handle.extra_info or "")
         if truncated:
             declared, present = int(truncated.group(1)), int(truncated.group(2))
-            if present < declared < _PLACEHOLDER_SIZE:
+            if declared < _PLACEHOLDER_SIZE and declared - present > 0.01 * declared:
                 raise AudioError(f"truncated audio (data chunk declares {declared} bytes, "
                                  f"the file holds {present})")
         start, count = (0, total) if segment is None else segment.span(total, native_sr)

@@ -159,6 +159,7 @@ class FileSource:
 
     def __init__(self) -> None:
         self._clips: list[Clip] | None = None
+        self._digest: str | None = None
 
     def list_files(self) -> list[Clip]:
         raise NotImplementedError
@@ -184,14 +185,15 @@ class FileSource:
 
     def signature(self) -> dict[str, Any]:
         """Options plus a digest of the listing (ids, labels, groups, generators, splits)."""
-        listing = [[c.clip_id, c.label, c.group, c.generator, c.split, c.path,
-                    c.recipe.get("offset_s")] for c in self.clips()]
-        digest = hashlib.sha256(json.dumps(listing, default=str).encode()).hexdigest()
-        return {"source": self.name, **asdict(self.cfg), "listing": digest}
+        if self._digest is None:
+            listing = [[c.clip_id, c.label, c.group, c.generator, c.split, c.path,
+                        c.recipe.get("offset_s")] for c in self.clips()]
+            self._digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+        return {"source": self.name, **asdict(self.cfg), "listing": self._digest}
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to feature workers with every task: leave the (possibly long) listing behind.
-        return {**self.__dict__, "_clips": None}
+        return {**self.__dict__, "_clips": None, "_digest": None}
 
 
 def _check_unique(clips: list[Clip], name: str) -> None:

@@ -3,8 +3,9 @@
 Class directory names map to labels through ``classes`` (matched case-insensitively; by
 default human/real -> 0 and ai/fake/deepfake -> 1). Below an AI class directory the first
 sub-folder names the generator (``unknown`` for files directly inside it); human clips have
-generator ``human``. Each file is its own group, unless ``group_by: parent`` groups the files
-of one folder (e.g. the stems or sections of one song).
+generator ``human``. Each file is its own group (its path without extension), unless
+``group_by: parent`` groups the files of one sub-folder (e.g. the sections of one song; files
+directly inside a class directory stay their own group).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class FolderSource(FileSource):
         else:
             generator = inside.parts[0] if len(inside.parts) > 1 else UNKNOWN_GENERATOR
         file_id = relative_id(path, self.root)
-        if self.cfg.group_by == "parent":
+        if self.cfg.group_by == "parent" and len(inside.parts) > 1:
             group = relative_id(path.parent, self.root)
         else:
             group = relative_id(path.with_suffix(""), self.root)

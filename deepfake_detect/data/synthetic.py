@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from deepfake_detect.config import require
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.errors import ConfigError
 
 HUMAN = "human"
 
@@ -83,7 +83,11 @@ GENERATORS: dict[str, DecoderSpec] = {
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """The synthetic source: ``n_clips`` clips, half human, half AI (one pair per composition)."""
+    """The synthetic source: ``n_clips`` clips, half human, half AI (one pair per composition).
+
+    Invalid values raise ``ConfigError`` naming the field (``n_clips``);
+    ``deepfake_detect.config.build(SyntheticConfig, node, "data.source")`` prefixes the path.
+    """
 
     n_clips: int = 400
     duration: float = 4.0
@@ -94,28 +98,24 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "generators", tuple(self.generators))
-        _require(isinstance(self.n_clips, int) and self.n_clips >= 2 and self.n_clips % 2 == 0,
+        require(isinstance(self.n_clips, int) and self.n_clips >= 2 and self.n_clips % 2 == 0,
                  "n_clips", f"must be an even integer >= 2, got {self.n_clips!r}")
-        _require(self.duration > 0, "duration", f"must be > 0, got {self.duration!r}")
-        _require(isinstance(self.sample_rate, int) and self.sample_rate >= 8000,
+        require(self.duration > 0, "duration", f"must be > 0, got {self.duration!r}")
+        require(isinstance(self.sample_rate, int) and self.sample_rate >= 8000,
                  "sample_rate", f"must be an integer >= 8000, got {self.sample_rate!r}")
-        _require(isinstance(self.seed, int), "seed", f"must be an integer, got {self.seed!r}")
-        _require(self.artifact_strength >= 0, "artifact_strength",
+        require(isinstance(self.seed, int) and self.seed >= 0, "seed",
+                 f"must be an integer >= 0, got {self.seed!r}")
+        require(self.artifact_strength >= 0, "artifact_strength",
                  f"must be >= 0, got {self.artifact_strength!r}")
         allowed = ", ".join(GENERATORS)
-        _require(len(self.generators) > 0, "generators", f"must not be empty; allowed: {allowed}")
+        require(len(self.generators) > 0, "generators", f"must not be empty; allowed: {allowed}")
         unknown = [g for g in self.generators if g not in GENERATORS]
-        _require(not unknown, "generators", f"unknown {unknown}; allowed: {allowed}")
+        require(not unknown, "generators", f"unknown {unknown}; allowed: {allowed}")
 
     @property
     def n_samples(self) -> int:
         """Samples per clip."""
         return int(round(self.duration * self.sample_rate))
-
-
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(f"data.{key}", message)
 
 
 def list_clips(cfg: SyntheticConfig) -> list[Clip]:
@@ -137,6 +137,7 @@ def render(clip: Clip, cfg: SyntheticConfig) -> np.ndarray:
     """Float32 mono waveform, ``cfg.n_samples`` long, peak <= 1, deterministic from the recipe."""
     recipe = clip.recipe
     sr, n = cfg.sample_rate, cfg.n_samples
+    # composition -> performance -> room -> EQ -> [decoder] -> noise floor -> loudness
     composition = _compose(recipe["composition_seed"], cfg.duration)
     rng = np.random.default_rng(recipe["rendition_seed"])
     mix = _perform(composition, rng, sr, n)
