@@ -289,6 +289,11 @@ def _audio_below(folder: Path) -> list[Path]:
 # Windows, features and batched scoring
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     """Start samples of the windows over a file of ``n_samples``: every ``hop`` while a whole
     window fits, plus one window ending at the end when the hops leave a tail uncovered; a
@@ -301,13 +306,13 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def window_features(wave: np.ndarray, cfg: Any, hop: int) -> tuple[np.ndarray, list[int]]:
-    """(windows, 1, n_mels, frames) log-mels of ``wave`` and the windows' start samples."""
+def window_features(wave: np.ndarray, cfg: Any, starts: Sequence[int]) -> np.ndarray:
+    """(len(starts), 1, n_mels, frames) log-mels of the windows of ``wave`` at ``starts``,
+    each through the training feature function (which zero-pads a short window)."""
     from deepfake_detect.data.features import log_mel
 
-    starts = window_starts(len(wave), cfg.n_samples, hop)
     feats = np.stack([log_mel(wave[s:s + cfg.n_samples], cfg) for s in starts])
-    return feats[:, None], starts
+    return feats[:, None]
 
 
 class _Batcher:
@@ -474,22 +479,32 @@ def _predict(model: str | os.PathLike | LoadedModel, inputs: Sequence[str | os.P
             tick = time.perf_counter()
             with _single_threaded_blas():
                 wave = audio.decode(item.path, cfg.sample_rate)
-                tock = time.perf_counter()
-                clock["decode_s"] += tock - tick
-                feats, starts[index] = window_features(wave, cfg, hop_samples)
-            clock["features_s"] += time.perf_counter() - tock
+            clock["decode_s"] += time.perf_counter() - tick
         except audio.AudioError as err:
             row["error"] = str(err)
             continue
         except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
-            row["error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            row["error"] = _one_line(err)
             continue
+        starts[index] = window_starts(len(wave), cfg.n_samples, hop_samples)
         row["duration_s"] = len(wave) / cfg.sample_rate
-        batcher.add(index, feats)
+        # A batch of windows at a time: a long file never holds all its features at once.
+        for first in range(0, len(starts[index]), batch_size):
+            tick = time.perf_counter()
+            try:
+                with _single_threaded_blas():
+                    feats = window_features(wave, cfg, starts[index][first:first + batch_size])
+            except Exception as err:  # noqa: BLE001
+                row["error"] = f"cannot compute features ({_one_line(err)})"
+                break
+            clock["features_s"] += time.perf_counter() - tick
+            batcher.add(index, feats)  # model errors are not the file's fault: they propagate
     scores = batcher.finish()
 
     for index, window_scores in scores.items():
         row = rows[index]
+        if row["error"]:  # failed after some of its windows were queued
+            continue
         score = float(window_scores.mean() if aggregate == "mean" else window_scores.max())
         row.update(score=score, decision=names[int(score >= cut)],
                    n_windows=len(window_scores))

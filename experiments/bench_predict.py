@@ -38,33 +38,43 @@ PRESETS = {
 
 
 def synth_song(seconds: float, sr: int = SONG_SR, seed: int = 0) -> np.ndarray:
+    """(samples, 2) float32: a 32-second phrase repeated (the content does not change the
+    cost, and synthesising every sample of 3 minutes would take longer than scoring them)."""
+    n = int(round(seconds * sr))
+    phrase = synth_phrase(min(seconds, 32.0), sr, seed)
+    return np.tile(phrase, (n // len(phrase) + 1, 1))[:n]
+
+
+def synth_phrase(seconds: float, sr: int = SONG_SR, seed: int = 0) -> np.ndarray:
     """(samples, 2) float32: chords, a bass line, a melody and hi-hats at 120 bpm."""
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sr))
-    t = np.arange(n) / sr
-    beat = 0.5
+    t = np.arange(n, dtype=np.float32) / np.float32(sr)
+    beat = np.float32(0.5)
     roots = 45 + np.array([0, 5, 7, 3])  # A2, D3, E3, C3 (MIDI), one chord per bar
-    bar = (t // (4 * beat)).astype(int) % len(roots)
-    root_hz = 440.0 * 2 ** ((roots[bar] - 69) / 12)
-    step = (t // beat).astype(int)
+    root_hz = (440.0 * 2 ** ((roots - 69) / 12)).astype(np.float32)[
+        (t // (4 * beat)).astype(np.int64) % len(roots)]
+    step = (t // beat).astype(np.int64)
     in_beat = (t % beat) / beat
     env = np.exp(-3.0 * in_beat)
-    left = np.zeros(n)
-    right = np.zeros(n)
-    for k, (ratio, pan) in enumerate(((1.0, 0.5), (1.26, 0.3), (1.5, 0.7), (2.0, 0.5))):
-        tone = sum(np.sin(2 * np.pi * h * 2 * ratio * root_hz * t + k) / h for h in (1, 2, 3))
-        left += (1 - pan) * 0.15 * tone * (0.6 + 0.4 * env)
-        right += pan * 0.15 * tone * (0.6 + 0.4 * env)
-    bass = np.sin(2 * np.pi * root_hz * t) * env
+    # Phase as a running sum of frequency: no clicks where the chord changes.
+    base_phase = np.cumsum(2 * np.pi * root_hz / sr, dtype=np.float64).astype(np.float32)
+    chords = np.zeros((n, 2), dtype=np.float32)
+    for k, (ratio, pan) in enumerate(((2.0, 0.5), (2.52, 0.3), (3.0, 0.7), (4.0, 0.5))):
+        tone = np.sin(ratio * base_phase + k) + 0.4 * np.sin(2 * ratio * base_phase + k)
+        tone *= 0.15 * (0.6 + 0.4 * env)
+        chords[:, 0] += (1 - pan) * tone
+        chords[:, 1] += pan * tone
+    bass = np.sin(base_phase) * env
     scale = np.array([0, 2, 3, 5, 7, 8, 10, 12])
-    notes = rng.integers(0, len(scale), size=step.max() + 1)
-    melody_hz = 440.0 * 2 ** ((69 + scale[notes[step]] - 69) / 12)
-    melody = np.sin(2 * np.pi * np.cumsum(melody_hz) / sr) * np.exp(-5.0 * in_beat)
-    hats = rng.standard_normal(n) * np.exp(-40.0 * ((t % (beat / 2)) / (beat / 2)))
-    left += 0.5 * bass + 0.35 * melody + 0.05 * hats
-    right += 0.5 * bass + 0.25 * melody + 0.07 * hats
-    song = np.stack([left, right], axis=1)
-    return (0.8 * song / np.max(np.abs(song))).astype(np.float32)
+    notes = scale[rng.integers(0, len(scale), size=int(step.max()) + 1)]
+    melody_hz = (440.0 * 2 ** (notes / 12)).astype(np.float32)[step]
+    melody = np.sin(np.cumsum(2 * np.pi * melody_hz / sr, dtype=np.float64).astype(np.float32))
+    melody *= np.exp(-5.0 * in_beat)
+    hats = rng.standard_normal(n, dtype=np.float32) * np.exp(-40.0 * ((2 * in_beat) % 1))
+    chords[:, 0] += 0.5 * bass + 0.35 * melody + 0.05 * hats
+    chords[:, 1] += 0.5 * bass + 0.25 * melody + 0.07 * hats
+    return (0.8 * chords / np.max(np.abs(chords))).astype(np.float32)
 
 
 def make_bundle(path: Path, features: FeatureConfig) -> Path:

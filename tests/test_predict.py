@@ -100,7 +100,8 @@ def test_cli_scores_real_audio_and_reports_broken_files(trained: dict, good_file
                   if p.suffix.lower() in P.AUDIO_EXTENSIONS)
     out = tmp_path / "res" / "predictions.csv"
     code = P.main(["-m", trained["run_dir"], str(SHARED_AUDIO), str(good_files),
-                   str(broken_files), "-o", str(out), "--hop", "10", "--batch-size", "16"])
+                   str(broken_files), "-o", str(out), "--hop", "10", "--batch-size", "16",
+                   "--threads", "1"])  # one torch thread: much faster on a busy CI machine
     captured = capsys.readouterr()
     assert code == 1
     assert "3 of " in captured.err and "files could not be scored" in captured.err
@@ -132,7 +133,7 @@ def test_all_good_inputs_exit_zero_json_per_window(trained: dict, good_files: Pa
     bundle = Path(trained["run_dir"]) / "model.ckpt"
     out = tmp_path / "p.json"
     code = P.main(["-m", str(bundle), str(good_files), "-o", str(out), "--per-window",
-                   "--hop", "0.5", "--threshold", "0"])
+                   "--hop", "0.5", "--threshold", "0", "--threads", "1"])
     assert code == 0
     assert "could not be scored" not in capsys.readouterr().err
     rows = {Path(r["path"]).name: r for r in json.loads(out.read_text())}
@@ -146,9 +147,18 @@ def test_all_good_inputs_exit_zero_json_per_window(trained: dict, good_files: Pa
         assert row["decision"] == "ai" and row["error"] == ""
 
     by_max = P.predict(bundle, [good_files / "nested"], hop=0.5, aggregate="max",
-                       per_window=True, device="cpu")
+                       per_window=True, device="cpu", threads=1)
     assert by_max[0]["score"] == pytest.approx(max(by_max[0]["window_scores"]))
     assert by_max[0]["threshold"] == 0.5 and by_max[0]["threshold_rule"] == "fixed 0.5"
+
+    # Windows of consecutive files share batches; a window's score must not depend on that.
+    kwargs = {"hop": 0.5, "per_window": True, "device": "cpu", "threads": 1}
+    one = P.predict(bundle, [good_files], batch_size=1, **kwargs)
+    three = P.predict(bundle, [good_files], batch_size=3, **kwargs)
+    for a, b in zip(one, three, strict=True):
+        assert a["window_scores"] == pytest.approx(b["window_scores"], abs=1e-5)
+        assert a["window_scores"] == pytest.approx(rows[Path(a["path"]).name]["window_scores"],
+                                                   abs=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
