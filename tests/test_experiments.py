@@ -42,10 +42,8 @@ def test_every_study_has_an_experiment() -> None:
 def test_experiment_runs_one_batch_end_to_end(name: str, make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(f"experiment={name}", "eval.distortions=[base,combined]",
                    *extra_overrides(name, tmp_path))
-    if cfg.get("iterative"):
-        result = train_iterative(cfg)["stages"]["1:base"]
-    else:
-        result = train(cfg)
+    iterative = bool(cfg.get("iterative"))
+    result = train_iterative(cfg)["stages"]["1:base"] if iterative else train(cfg)
     assert 0.0 <= result["test/combined/accuracy"] <= 1.0
     if name == "seed_replication":
         assert cfg.model.freeze_backbone and cfg.features.sample_rate == 22050
