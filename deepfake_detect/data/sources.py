@@ -68,7 +68,9 @@ class SyntheticSource:
     def signature(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {"source": self.name, **asdict(self.cfg)}
+        from deepfake_detect.data.synthetic import SYNTHESIS_VERSION
+
+        return {"source": self.name, "synthesis_version": SYNTHESIS_VERSION, **asdict(self.cfg)}
 
 
 SOURCES: dict[str, Callable[..., Source]] = {

@@ -50,6 +50,9 @@ from deepfake_detect.config import require
 from deepfake_detect.data.clips import Clip
 
 HUMAN = "human"
+# Bump whenever rendering changes: it is part of the feature-cache key, so stale audio is
+# never reused.
+SYNTHESIS_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,12 @@ class ModelConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     init_from: str | None = None
+    stem_freq_stride: int = 2
 
     def __post_init__(self) -> None:
         one_of(self.name, ("resnet18",), "name")
         one_of(self.optimizer, OPTIMIZERS, "optimizer")
+        one_of(self.stem_freq_stride, (1, 2), "stem_freq_stride")
         positive(self.lr, "lr")
         require(self.weight_decay >= 0, "weight_decay",
                 f"must be >= 0, got {self.weight_decay}")
@@ -50,7 +52,7 @@ class Detector(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = ModelConfig(**model)
-        self.net = resnet18_one_channel(num_classes)
+        self.net = resnet18_one_channel(num_classes, self.cfg.stem_freq_stride)
         self.register_buffer("feature_mean", torch.tensor(float(feature_mean)))
         self.register_buffer("feature_std", torch.tensor(float(feature_std)))
         # Decision threshold on P(AI-generated), chosen on the validation set after training.

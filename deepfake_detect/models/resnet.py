@@ -18,10 +18,16 @@ from deepfake_detect.errors import ConfigError
 BUILTIN_WEIGHTS = ("none", "imagenet")
 
 
-def resnet18_one_channel(num_classes: int) -> nn.Module:
-    """A randomly initialised ResNet18 with a 1-channel stem and ``num_classes`` outputs."""
+def resnet18_one_channel(num_classes: int, stem_freq_stride: int = 2) -> nn.Module:
+    """A randomly initialised ResNet18 with a 1-channel stem and ``num_classes`` outputs.
+
+    ``stem_freq_stride=1`` keeps the mel axis at full resolution through the first
+    convolution (narrow spectral lines survive the stem; ~2x the compute). Either way the
+    stem's weights keep ImageNet's shape.
+    """
     net = resnet18(weights=None)
-    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=(stem_freq_stride, 2), padding=3,
+                          bias=False)
     net.fc = nn.Linear(net.fc.in_features, num_classes)
     return net
 
