@@ -1,4 +1,15 @@
-"""Checkpoints written atomically, and the newest loadable one found on resume."""
+"""Checkpoints written atomically, the newest loadable one found on resume, and MLflow logging
+that stays consistent with them when a job is killed and resumed.
+
+A job can die anywhere, so two things must line up on resume:
+
+- the checkpoint: written to a temporary name and renamed (never half a file); a corrupt
+  ``last.ckpt`` falls back to the newest loadable ``epochNNN.ckpt``;
+- the metric history: an epoch's metrics are logged *before* its checkpoint is saved
+  (:class:`EpochCheckpoint`), and a resumed run never logs a (metric, step) pair twice
+  (:class:`ResumableMLFlowLogger`). Killed before the checkpoint: the epoch is retrained and its
+  already-logged metrics are not repeated; killed after it: nothing is missing.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +50,12 @@ def is_loadable(path: Path) -> str | None:
 
 
 def resumable_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint to resume from: ``last.ckpt``, or the newest good one if it is corrupt."""
+    """The checkpoint to resume from: ``last.ckpt``, or the newest good one if it is corrupt.
+
+    Also removes temporary files left by a job killed while it was saving.
+    """
+    for stale in directory.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
     candidates = [directory / "last.ckpt"]
     candidates += sorted((p for p in directory.glob("epoch*.ckpt")),
                          key=lambda p: p.stat().st_mtime, reverse=True)
@@ -50,3 +69,73 @@ def resumable_checkpoint(directory: Path) -> Path | None:
         print(f"[deepfake-detect] checkpoint {path} is corrupt ({problem}); "
               "falling back to an earlier checkpoint")
     return None
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that sends the epoch's training metrics to the loggers before saving.
+
+    Lightning saves the end-of-epoch checkpoint first and logs the epoch's training metrics
+    afterwards, so a job killed in between resumes after that epoch and its ``train/*`` values
+    never reach MLflow (a gap). Logging them first (Lightning logs them again at the same step
+    moments later; :class:`ResumableMLFlowLogger` drops the repeat) closes that window.
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        _log_train_epoch_metrics(trainer)
+        super().on_train_epoch_end(trainer, pl_module)
+
+
+def _log_train_epoch_metrics(trainer) -> None:
+    """What Lightning's ``update_train_epoch_metrics`` logs, at the step it uses, now."""
+    connector = getattr(trainer, "_logger_connector", None)
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    if connector is None or not hasattr(loop, "_batches_that_stepped") or trainer.sanity_checking:
+        return  # a Lightning whose internals moved: keep its own order (gap possible, no harm)
+    metrics = connector.metrics["log"]
+    if not metrics:
+        return
+    loop._batches_that_stepped -= 1  # as Lightning does for epoch-end metrics
+    try:
+        connector.log_metrics(metrics)
+    finally:
+        loop._batches_that_stepped += 1
+
+
+class ResumableMLFlowLogger(MLFlowLogger):
+    """MLFlowLogger for runs that may be resumed.
+
+    - logs each (metric, step) pair once: pairs already in the run (from before a kill) or
+      logged earlier by this process are dropped, so a retrained epoch adds no duplicates;
+    - leaves the run status alone: the caller marks the run FINISHED only once its results
+      are stored, and FAILED / KILLED when it stops early (Lightning would mark it FINISHED
+      at the end of ``fit``, before testing, and FAILED on Ctrl+C).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._logged: set[tuple[str, int]] | None = None
+
+    def _already_logged(self) -> set[tuple[str, int]]:
+        if self._logged is None:
+            client, run_id = self.experiment, self.run_id
+            keys = client.get_run(run_id).data.metrics
+            self._logged = {(key, m.step) for key in keys
+                            for m in client.get_metric_history(run_id, key)}
+        return self._logged
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        step = step or 0
+        seen = self._already_logged()
+        fresh = {k: v for k, v in metrics.items() if (self._key(k), step) not in seen}
+        if fresh:
+            super().log_metrics(fresh, step=step)
+            seen.update((self._key(k), step) for k in fresh)
+
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}{self.LOGGER_JOIN_CHAR}{name}" if self._prefix else name
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        """Status is the caller's business (see the class docstring)."""
+

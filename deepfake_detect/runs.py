@@ -4,6 +4,9 @@ The signature is a hash of the resolved config minus keys that do not change res
 (paths, logger, launcher, resume switches, loader workers). The directory holds
 ``checkpoints/``, ``mlflow_run_id`` (so a resumed job continues the same MLflow run) and
 ``result.json``, written last and atomically: its presence means the run finished.
+
+:func:`run_dir_for` finds a config's directory from the resolved config alone (no data, no
+torch), so a finished job of a re-run sweep is skipped in well under a second.
 """
 
 from __future__ import annotations
@@ -30,6 +33,32 @@ def signature(resolved: Mapping[str, Any]) -> str:
     relevant = {k: v for k, v in flatten(resolved) if not k.startswith(IGNORED_PREFIXES)}
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_name(resolved: Mapping[str, Any]) -> str:
+    """``<training distortion>-seed<seed>-<signature>``."""
+    distortion = (resolved.get("distortion") or {}).get("name", "base")
+    return f"{distortion}-seed{resolved.get('seed', 0)}-{signature(resolved)}"
+
+
+def run_dir_for(resolved: Mapping[str, Any]) -> RunDir:
+    """The run directory of a resolved config: ``<paths.root>/runs/<run_name>``."""
+    root = Path(resolved["paths"]["root"]).expanduser().resolve()
+    return RunDir(root / "runs" / run_name(resolved))
+
+
+def finished_result(resolved: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stored result of this config if it already finished and ``resume`` is on; else None.
+
+    Cheap (a hash and one file read) and never raises: a config it cannot place is left to
+    the full validation that follows.
+    """
+    if not resolved.get("resume", True):
+        return None
+    try:
+        return run_dir_for(resolved).result()
+    except (KeyError, TypeError, AttributeError, ValueError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,22 @@ class RunDir:
     def run_id(self) -> str | None:
         path = self.path / "mlflow_run_id"
         return path.read_text().strip() or None if path.is_file() else None
+
+    def live_run_id(self, tracking_uri: str) -> str | None:
+        """The stored MLflow run id if that run still exists in the tracking store."""
+        run_id = self.run_id()
+        if run_id is None:
+            return None
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+        except MlflowException:
+            print(f"[deepfake-detect] MLflow run {run_id} is not in {tracking_uri}; "
+                  "starting a new run")
+            return None
+        return run_id
 
     def save_run_id(self, run_id: str) -> None:
         write_text_atomic(self.path / "mlflow_run_id", run_id)

@@ -24,7 +24,9 @@ T = TypeVar("T")
 
 # Keys whose values may differ between a run and its resumption (or are not results-relevant):
 # never logged as params, since MLflow params are immutable.
-VOLATILE_PREFIXES = ("paths.", "logger.", "resume", "hydra.", "data.cache.dir")
+VOLATILE_PREFIXES = ("paths.", "logger.", "resume", "hydra.", "data.cache.",
+                     "data.loader.num_workers", "data.loader.pin_memory",
+                     "data.loader.persistent_workers", "trainer.enable_progress_bar")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from deepfake_detect.config import build, require, to_plain
 from deepfake_detect.data.distortions import Distortion
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import ConfigError, DeepfakeDetectError
-from deepfake_detect.runs import RunDir, signature
+from deepfake_detect.runs import RunDir, run_dir_for
 from deepfake_detect.tracking import LoggerConfig
 
 log = logging.getLogger("deepfake_detect")
@@ -133,21 +133,23 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed)
     outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
-    name = f"{distortion.name}-seed{seed}-{signature(resolved)}"
     tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
     return Plan(resolved, seed, features, distortion, tests, evaluation, model, weights_path,
                 logger, trainer_kwargs(resolved["trainer"]), outputs,
-                RunDir(outputs / "runs" / name), bool(resolved.get("resume", True)), datamodule,
+                run_dir_for(resolved), bool(resolved.get("resume", True)), datamodule,
                 tags)
 
 
 def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """Train and test one configuration; return its metrics (``test/<distortion>/<metric>``)."""
-    p = plan(cfg)
-    if p.resume and (done := p.run_dir.result()) is not None:
-        print(f"[deepfake-detect] {p.run_dir.path.name} already finished; reporting its "
-              "stored results (resume=false retrains)")
+    from deepfake_detect.runs import finished_result, run_dir_for
+
+    resolved = to_plain(cfg)
+    if (done := finished_result(resolved)) is not None:  # before plan(): no data, no torch
+        print(f"[deepfake-detect] {run_dir_for(resolved).path.name} already finished; "
+              "reporting its stored results (resume=false retrains)")
         return done
+    p = plan(cfg)
     if not p.resume and p.run_dir.path.exists():
         shutil.rmtree(p.run_dir.path)
     return _run(p)
@@ -155,17 +157,23 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
 
 def _run(p: Plan) -> dict[str, Any]:
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import MLFlowLogger
+    from hydra.core.hydra_config import HydraConfig
 
     from deepfake_detect import tracking
     from deepfake_detect.callbacks import EpochSummary
-    from deepfake_detect.checkpoints import AtomicCheckpointIO, resumable_checkpoint
+    from deepfake_detect.checkpoints import (
+        AtomicCheckpointIO,
+        EpochCheckpoint,
+        ResumableMLFlowLogger,
+        resumable_checkpoint,
+    )
     from deepfake_detect.evaluate import choose_threshold, evaluate, metrics_table
     from deepfake_detect.models.bundle import load_weights_from, save_bundle
     from deepfake_detect.models.detector import Detector
     from deepfake_detect.models.resnet import load_backbone_weights
 
+    if HydraConfig.initialized():  # here, not before train(): a finished job skips the import
+        _quiet_lightning_logging()
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
     dm = p.datamodule
@@ -190,31 +198,44 @@ def _run(p: Plan) -> dict[str, Any]:
     tracking.ensure_experiment(uri, p.logger.experiment_name, artifact_location,
                                p.outputs if local else None)
     ckpt = resumable_checkpoint(run_dir.checkpoints) if p.resume else None
-    run_id = run_dir.run_id() if ckpt is not None else None
-    logger = MLFlowLogger(experiment_name=p.logger.experiment_name, tracking_uri=uri,
-                          run_name=p.logger.run_name or run_dir.path.name, run_id=run_id,
-                          artifact_location=artifact_location)
+    # An interrupted job continues its own MLflow run (killed before its first checkpoint too:
+    # it retrains from scratch into the same run), unless that run is gone from the store.
+    run_id = run_dir.live_run_id(uri) if p.resume else None
+    resumed_run = run_id is not None
+    logger = ResumableMLFlowLogger(experiment_name=p.logger.experiment_name, tracking_uri=uri,
+                                   run_name=p.logger.run_name or run_dir.path.name,
+                                   run_id=run_id, artifact_location=artifact_location)
     run_id = tracking.retry(lambda: logger.run_id, "start MLflow run")
-    run_dir.save_run_id(run_id)
     client = logger.experiment
-    if ckpt is None:
-        tracking.retry(lambda: logger.log_hyperparams(tracking.params_from_config(p.resolved)),
-                       "log params")
-        tags = {"config_hash": run_dir.path.name.rsplit("-", 1)[-1],
-                "git_commit": tracking.git_commit(), "weights": weights_used,
-                "run_dir": str(run_dir.path), "train_distortion": p.distortion.name, **p.tags}
-        for key, value in tags.items():
-            tracking.retry(lambda k=key, v=value: client.set_tag(run_id, k, v), "set tag")
-    else:
-        print(f"[deepfake-detect] resuming from {ckpt} into MLflow run {run_id}")
-        client.set_tag(run_id, "resumed_from", str(ckpt))
+    try:  # from here on the run never stays RUNNING when this process stops
+        run_dir.save_run_id(run_id)
+        params = tracking.params_from_config(p.resolved)
+        if resumed_run:  # params are immutable: add only those a killed job had not logged
+            logged = tracking.retry(lambda: client.get_run(run_id).data.params, "read params")
+            params = {k: v for k, v in params.items() if k not in logged}
+        if params:
+            tracking.retry(lambda: logger.log_hyperparams(params), "log params")
+        if not resumed_run:
+            tags = {"config_hash": run_dir.path.name.rsplit("-", 1)[-1],
+                    "git_commit": tracking.git_commit(), "weights": weights_used,
+                    "run_dir": str(run_dir.path), "train_distortion": p.distortion.name,
+                    **p.tags}
+            for key, value in tags.items():
+                tracking.retry(lambda k=key, v=value: client.set_tag(run_id, k, v), "set tag")
+        else:  # killed (still RUNNING), failed or interrupted before: running again
+            tracking.retry(lambda: client.update_run(run_id, status="RUNNING"), "set status")
+            print(f"[deepfake-detect] resuming from {ckpt or 'scratch (no checkpoint yet)'} "
+                  f"into MLflow run {run_id}")
+            tracking.retry(lambda: client.set_tag(run_id, "resumed_from", str(ckpt or "")),
+                           "set tag")
 
-    checkpointing = ModelCheckpoint(dirpath=run_dir.checkpoints, filename="epoch{epoch:03d}",
-                                    auto_insert_metric_name=False, save_last=True,
-                                    save_top_k=2, monitor="step", mode="max")
-    trainer = pl.Trainer(**p.trainer, logger=logger, callbacks=[checkpointing, EpochSummary()],
-                         default_root_dir=run_dir.path, plugins=[AtomicCheckpointIO()])
-    try:
+        checkpointing = EpochCheckpoint(dirpath=run_dir.checkpoints,
+                                        filename="epoch{epoch:03d}",
+                                        auto_insert_metric_name=False, save_last=True,
+                                        save_top_k=2, monitor="step", mode="max")
+        trainer = pl.Trainer(**p.trainer, logger=logger,
+                             callbacks=[checkpointing, EpochSummary()],
+                             default_root_dir=run_dir.path, plugins=[AtomicCheckpointIO()])
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
         threshold, rule = choose_threshold(trainer, model, dm, p.eval.threshold)
         flat, files = evaluate(trainer, model, dm, run_dir.artifacts, threshold)
@@ -232,9 +253,22 @@ def _run(p: Plan) -> dict[str, Any]:
             tracking.retry(lambda f=path: client.log_artifact(run_id, str(f)), "log artifact")
         result = {"run_id": run_id, "run_dir": str(run_dir.path),
                   "tracking_uri": uri, "data": dm.describe(), **flat}
-        run_dir.save_result(result)
+        # FINISHED first: killed in between, the job re-tests into the same run next time
+        # (result.json first would leave the run RUNNING for good).
         tracking.set_terminated(uri, run_id, "FINISHED")
-    except KeyboardInterrupt:
+        run_dir.save_result(result)
+    except (KeyboardInterrupt, SystemExit) as err:
+        # Lightning turns Ctrl+C during fit/test into sys.exit(1), SIGTERM into SIGTERMException.
+        # Ctrl+C inside an MLflow call skips its rollback: the sqlite connection, kept alive by
+        # the traceback, holds the database lock until those frames let go of it.
+        import gc
+        import traceback
+
+        chained: BaseException | None = err
+        while chained is not None:
+            traceback.clear_frames(chained.__traceback__)
+            chained = chained.__context__
+        gc.collect()
         tracking.set_terminated(uri, run_id, "KILLED")
         raise
     except BaseException:
@@ -266,7 +300,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    _quiet_lightning_logging()
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         OmegaConf.set_struct(cfg, False)
