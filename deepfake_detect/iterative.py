@@ -39,8 +39,9 @@ def train_iterative(cfg: DictConfig) -> dict[str, Any]:
     first = plan(_stage_cfg(base, stages[0], CONF_DIR, None, {}))  # validates the rest
     group = signature(resolved)
     parent_dir = RunDir(first.outputs / "runs" / f"iterative-{group}").create()
-    uri = first.logger.tracking_uri or tracking.default_tracking_uri(first.outputs)
-    parent_id = _parent_run(uri, first, parent_dir, stages, group)
+    store = tracking.open_store(first.logger, first.outputs)
+    uri = store.uri
+    parent_id = _parent_run(store, first, parent_dir, stages, group)
 
     results: dict[str, dict[str, Any]] = {}
     previous = resolved["model"].get("init_from")
@@ -87,16 +88,12 @@ def _stage_cfg(base: DictConfig, stage: str, conf_dir: Path, init_from: str | No
     return cfg
 
 
-def _parent_run(uri: str, first: Any, parent_dir: RunDir, stages: list[str], group: str) -> str:
+def _parent_run(store: tracking.Store, first: Any, parent_dir: RunDir, stages: list[str],
+                group: str) -> str:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    local = tracking.is_local_sqlite(uri)
-    artifact_location = first.logger.artifact_location or (
-        (first.outputs / "mlartifacts").as_uri() if local else None)
-    experiment_id = tracking.ensure_experiment(uri, first.logger.experiment_name,
-                                               artifact_location,
-                                               first.outputs if local else None)
+    client = MlflowClient(tracking_uri=store.uri)
+    experiment_id = store.experiment_id
     existing = parent_dir.run_id()
     if existing:
         client.update_run(existing, status="RUNNING")

@@ -119,6 +119,28 @@ def ensure_experiment(uri: str, name: str, artifact_location: str | None,
         return retry(get_or_create, "create experiment")
 
 
+@dataclass(frozen=True)
+class Store:
+    """Where a job's runs go: tracking URI, artifact location and the experiment's id."""
+
+    uri: str
+    artifact_location: str | None
+    experiment_id: str
+
+
+def open_store(cfg: LoggerConfig, outputs: Path) -> Store:
+    """The store for ``cfg`` (default: sqlite under ``outputs``, artifacts beside it), with
+    its experiment created if needed."""
+    prepare_store()
+    uri = cfg.tracking_uri or default_tracking_uri(outputs)
+    local = is_local_sqlite(uri)
+    artifact_location = cfg.artifact_location or (
+        (outputs / "mlartifacts").as_uri() if local else None)
+    experiment_id = ensure_experiment(uri, cfg.experiment_name, artifact_location,
+                                      outputs if local else None)
+    return Store(uri, artifact_location, experiment_id)
+
+
 def set_terminated(uri: str, run_id: str, status: str) -> None:
     """Mark a run FINISHED / FAILED / KILLED (best effort: never raises)."""
     from mlflow.tracking import MlflowClient

@@ -185,18 +185,10 @@ def _run(p: Plan) -> dict[str, Any]:
     weights_used = "none"
     if p.weights_path is not None:
         weights_used = load_backbone_weights(model.net, p.weights_path)
+    store = tracking.open_store(p.logger, p.outputs)
+    uri, artifact_location = store.uri, store.artifact_location
     if p.model.init_from:
-        weights_used = "init_from:" + load_weights_from(model, p.model.init_from,
-                                                        p.logger.tracking_uri or
-                                                        tracking.default_tracking_uri(p.outputs))
-
-    tracking.prepare_store()
-    uri = p.logger.tracking_uri or tracking.default_tracking_uri(p.outputs)
-    local = tracking.is_local_sqlite(uri)
-    artifact_location = p.logger.artifact_location or (
-        (p.outputs / "mlartifacts").as_uri() if local else None)
-    tracking.ensure_experiment(uri, p.logger.experiment_name, artifact_location,
-                               p.outputs if local else None)
+        weights_used = "init_from:" + load_weights_from(model, p.model.init_from, uri)
     ckpt = resumable_checkpoint(run_dir.checkpoints) if p.resume else None
     # An interrupted job continues its own MLflow run (killed before its first checkpoint too:
     # it retrains from scratch into the same run), unless that run is gone from the store.

@@ -70,49 +70,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resolve_model_ref(ref: str, tracking_uri: str | None = None) -> Path:
-    """A local bundle path from a file, a run directory, an MLflow run id or ``runs:/`` URI."""
-    path = Path(ref).expanduser()
-    if path.is_dir() and (path / "model.ckpt").is_file():
-        return path / "model.ckpt"
-    if path.is_file():
-        return path
-    if ref.startswith(("runs:/", "models:/")) or _looks_like_run_id(ref):
-        import mlflow
-        from mlflow.artifacts import download_artifacts
-
-        uri = ref if ref.startswith(("runs:/", "models:/")) else f"runs:/{ref}/model/model.ckpt"
-        try:
-            if tracking_uri:
-                mlflow.set_tracking_uri(tracking_uri)
-            local = Path(download_artifacts(artifact_uri=uri))
-        except Exception as err:  # noqa: BLE001 - MLflow raises many kinds
-            raise DeepfakeDetectError(f"cannot fetch model {ref!r} from MLflow "
-                                      f"({tracking_uri or 'default store'}): {err}") from err
-        if local.is_dir():
-            found = sorted(local.rglob("*.ckpt"))
-            if not found:
-                raise DeepfakeDetectError(f"MLflow artifact {uri} holds no .ckpt file")
-            local = found[0]
-        return local
-    raise DeepfakeDetectError(f"no model at {ref!r}: give a model.ckpt file, a run directory, "
-                              "an MLflow run id or a runs:/ URI")
-
-
-def _looks_like_run_id(ref: str) -> bool:
-    return len(ref) == 32 and all(c in "0123456789abcdef" for c in ref)
-
-
 def load_weights_from(model: Detector, ref: str, tracking_uri: str | None = None) -> str:
-    """Initialise ``model`` from another run's bundle or a Lightning checkpoint; returns a
-    description for the run's tags."""
-    path = resolve_model_ref(ref, tracking_uri)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    """Initialise ``model`` from another run: a ``model.ckpt`` bundle, a run directory, a
+    Lightning checkpoint, or an MLflow reference (run id, ``runs:/``, ``models:/``, resolved as
+    ``deepfake-detect-predict`` does). Returns a description for the run's tags."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        path = path / "model.ckpt"
+    if path.is_file():
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        state = payload.get("state_dict") if isinstance(payload, dict) else None
+        source = str(path)
+    else:
+        from deepfake_detect.predict import load_model
+
+        loaded = load_model(ref, tracking_uri)
+        state, source = loaded.detector.state_dict(), loaded.source
     if not isinstance(state, dict):
-        raise DeepfakeDetectError(f"{path} holds no state_dict to initialise from")
+        raise DeepfakeDetectError(f"{source} holds no state_dict to initialise from")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or missing:
-        raise DeepfakeDetectError(f"{path} does not fit this model (missing {missing[:3]}, "
+        raise DeepfakeDetectError(f"{source} does not fit this model (missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]})")
-    return str(path)
+    return source
