@@ -24,6 +24,8 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
+from deepfake_detect.tracking import retry
+
 log = logging.getLogger(__name__)
 
 
@@ -118,9 +120,10 @@ class ResumableMLFlowLogger(MLFlowLogger):
     def _already_logged(self) -> set[tuple[str, int]]:
         if self._logged is None:
             client, run_id = self.experiment, self.run_id
-            keys = client.get_run(run_id).data.metrics
-            self._logged = {(key, m.step) for key in keys
-                            for m in client.get_metric_history(run_id, key)}
+            self._logged = retry(lambda: {(key, m.step)
+                                          for key in client.get_run(run_id).data.metrics
+                                          for m in client.get_metric_history(run_id, key)},
+                                 "read metric history")
         return self._logged
 
     @rank_zero_only
@@ -128,8 +131,9 @@ class ResumableMLFlowLogger(MLFlowLogger):
         step = step or 0
         seen = self._already_logged()
         fresh = {k: v for k, v in metrics.items() if (self._key(k), step) not in seen}
-        if fresh:
-            super().log_metrics(fresh, step=step)
+        if fresh:  # parallel jobs share one sqlite file: retry when it is locked
+            retry(lambda: super(ResumableMLFlowLogger, self).log_metrics(fresh, step=step),
+                  "log metrics")
             seen.update((self._key(k), step) for k in fresh)
 
     def _key(self, name: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from deepfake_detect import LABEL_NAMES
 from deepfake_detect import metrics as M
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.models.detector import Detector
@@ -18,7 +19,7 @@ def choose_threshold(trainer: pl.Trainer, model: Detector, dm: AudioDataModule,
     """The decision threshold: a fixed number, or ``val_eer`` (the EER point on val)."""
     if not isinstance(rule, str):
         return float(rule), f"fixed {float(rule):g}"
-    batches = trainer.predict(model, dataloaders=dm.val_dataloader())
+    batches = trainer.predict(model, datamodule=dm)  # its predict loader: val
     scores = torch.cat(list(batches))
     labels = torch.from_numpy(dm.entries["val"].labels[: len(scores)])
     _, threshold = M.equal_error_rate(scores, labels)
@@ -35,11 +36,13 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     flat: dict[str, float] = {}
     files: list[Path] = []
+    attribution = tuple(model.classes) != tuple(LABEL_NAMES.values())
     for name in dm.test_names:
         output = model.test_outputs[name]
-        scores, labels = output["scores"], output["labels"]
+        scores = output["scores"]
         all_rows = dm.test_rows(name)  # limit_test_batches may have scored only some rows
         rows = [all_rows[int(i)] for i in output["index"]]
+        labels = torch.tensor([int(row["label"]) for row in rows])
         values = M.binary_metrics(scores, labels, threshold)
         values.update({f"acc_{gen}": acc for gen, acc in
                        M.per_generator_accuracy(scores.numpy(), rows, threshold).items()})
@@ -50,9 +53,24 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
             M.write_json(out_dir / f"confusion_{name}.json", counts),
             M.plot_confusion(counts, title, out_dir / f"confusion_{name}.png"),
             M.write_predictions(out_dir / f"predictions_{name}.csv", rows, scores.numpy(),
-                                threshold),
+                                threshold, output["probs"].numpy() if attribution else None,
+                                model.classes),
         ]
+        if attribution:
+            files += _attribution(name, output["probs"], output["targets"], model.classes,
+                                  out_dir, flat)
     return flat, files
+
+
+def _attribution(name: str, probs: torch.Tensor, targets: torch.Tensor,
+                 classes: tuple[str, ...], out_dir: Path, flat: dict[str, float]) -> list[Path]:
+    """Closed-set attribution metrics (``test/<d>/attribution/<metric>``) and confusion."""
+    values, counts = M.attribution_metrics(probs, targets, classes)
+    flat.update({f"test/{name}/attribution/{key}": v for key, v in values.items()})
+    title = (f"attribution, test distortion: {name}\n(balanced acc "
+             f"{values['balanced_accuracy']:.3f}, macro F1 {values['macro_f1']:.3f})")
+    return [M.write_json(out_dir / f"attribution_{name}.json", counts),
+            M.plot_confusion(counts, title, out_dir / f"attribution_{name}.png")]
 
 
 def metrics_table(flat: dict[str, Any], names: list[str]) -> str:
@@ -63,4 +81,9 @@ def metrics_table(flat: dict[str, Any], names: list[str]) -> str:
         cells = "".join(f"{flat.get(f'test/{name}/{m}', float('nan')):>19.4f}"
                         for m in M.METRICS)
         lines.append(f"{name:<10}{cells}")
+    if any("/attribution/" in key for key in flat):
+        lines.append("attribution (closed set): " + "; ".join(
+            f"{name} balanced acc {flat.get(f'test/{name}/attribution/balanced_accuracy', 0):.4f}"
+            f" macro F1 {flat.get(f'test/{name}/attribution/macro_f1', 0):.4f}"
+            for name in names))
     return "\n".join(lines)

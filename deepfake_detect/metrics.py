@@ -68,6 +68,40 @@ def per_generator_accuracy(scores: np.ndarray, rows: list[dict[str, Any]],
     return {gen: float(np.mean(hits)) for gen, hits in sorted(correct.items())}
 
 
+def attribution_metrics(probs: torch.Tensor, targets: torch.Tensor,
+                        classes: tuple[str, ...] | list[str]) -> tuple[dict[str, float],
+                                                                       dict[str, Any]]:
+    """Closed-set attribution: accuracy, balanced accuracy (mean recall over the classes
+    present in ``targets``), macro F1 (over the same classes) and the confusion matrix with
+    rows normalised. Targets < 0 (generators outside the closed set) are left out."""
+    known = targets >= 0
+    n = len(classes)
+    matrix = C.multiclass_confusion_matrix(probs[known].argmax(dim=-1), targets[known].long(),
+                                           num_classes=n).double()
+    support, predicted, hits = matrix.sum(dim=1), matrix.sum(dim=0), matrix.diagonal()
+    present = support > 0
+    recall = torch.where(present, hits / support.clamp(min=1), torch.zeros_like(hits))
+    precision = torch.where(predicted > 0, hits / predicted.clamp(min=1), torch.zeros_like(hits))
+    f1 = torch.where(precision + recall > 0,
+                     2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(hits))
+    total = float(support.sum())
+    nan = float("nan")
+    values = {
+        "accuracy": float(hits.sum()) / total if total else nan,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else nan,
+        "macro_f1": float(f1[present].mean()) if present.any() else nan,
+        "left_out": float((~known).sum()),
+    }
+    values.update({f"recall_{name}": float(recall[i]) for i, name in enumerate(classes)
+                   if present[i]})
+    normalised = matrix / support.clamp(min=1).unsqueeze(1)
+    counts = {"labels": list(classes), "rows": "true", "columns": "predicted",
+              "normalised": "rows", "matrix": matrix.long().tolist(),
+              "row_normalised": normalised.tolist(), "left_out_open_set": int((~known).sum())}
+    return values, counts
+
+
 def confusion_counts(scores: torch.Tensor, labels: torch.Tensor,
                      threshold: float = 0.5) -> dict[str, Any]:
     """Confusion matrix counts: rows are true classes, columns predicted classes."""
@@ -94,10 +128,12 @@ def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
     matrix = np.array(counts["matrix"], dtype=float)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=120)
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     names = counts["labels"]
-    ax.set_xticks(range(len(names)), labels=names)
+    side = 3.2 + 0.75 * len(names)
+    fig, ax = plt.subplots(figsize=(side + 0.4, side), dpi=120)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), labels=names, rotation=30 if len(names) > 2 else 0,
+                  ha="right" if len(names) > 2 else "center")
     ax.set_yticks(range(len(names)), labels=names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -115,17 +151,24 @@ def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray,
-                      threshold: float = 0.5) -> Path:
-    """predictions CSV: clip_id, generator, label, score, prediction and distortion params."""
+                      threshold: float = 0.5, probs: np.ndarray | None = None,
+                      classes: tuple[str, ...] | list[str] = ()) -> Path:
+    """predictions CSV: clip_id, generator, label, score, prediction, distortion params; with
+    ``probs`` (attribution), the predicted class and one probability column per class."""
     param_keys = sorted({key for row in rows for key in row.get("params", {})})
+    class_cols = ["predicted_class", *(f"p_{name}" for name in classes)] if probs is not None \
+        else []
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["clip_id", "generator", "label", "score", "prediction", *param_keys])
-        for row, score in zip(rows, scores, strict=True):
+        writer.writerow(["clip_id", "generator", "label", "score", "prediction", *class_cols,
+                         *param_keys])
+        for i, (row, score) in enumerate(zip(rows, scores, strict=True)):
             params = row.get("params", {})
+            attribution = [] if probs is None else [
+                classes[int(np.argmax(probs[i]))], *(f"{p:.6f}" for p in probs[i])]
             writer.writerow([row["clip_id"], row["generator"], row["label"], f"{score:.6f}",
-                             int(score >= threshold),
+                             int(score >= threshold), *attribution,
                              *(f"{params[k]:.4f}" if k in params else "" for k in param_keys)])
     os.replace(tmp, path)
     return path

@@ -323,7 +323,7 @@ class _Batcher:
         self.timings = timings
         self.pending: list[tuple[int, np.ndarray]] = []
         self.n_pending = 0
-        self.scores: dict[int, list[np.ndarray]] = {}
+        self.probs: dict[int, list[np.ndarray]] = {}
 
     def add(self, key: int, feats: np.ndarray) -> None:
         self.pending.append((key, feats))
@@ -334,7 +334,7 @@ class _Batcher:
     def finish(self) -> dict[int, np.ndarray]:
         while self.n_pending:
             self._run()
-        return {key: np.concatenate(parts) for key, parts in self.scores.items()}
+        return {key: np.concatenate(parts) for key, parts in self.probs.items()}
 
     def _run(self) -> None:
         import torch
@@ -354,11 +354,11 @@ class _Batcher:
         start = time.perf_counter()
         with torch.inference_mode():
             batch = torch.from_numpy(np.concatenate(parts)).to(self.device)
-            scores = self.detector.score(batch).float().cpu().numpy()
+            scores = self.detector(batch).float().softmax(dim=-1).cpu().numpy()
         self.timings["model_s"] += time.perf_counter() - start
         offset = 0
         for key, count in keys:
-            self.scores.setdefault(key, []).append(scores[offset:offset + count])
+            self.probs.setdefault(key, []).append(scores[offset:offset + count])
             offset += count
 
 
@@ -425,7 +425,8 @@ def predict(model: str | os.PathLike | LoadedModel, inputs: Sequence[str | os.Pa
     could not be scored), ``decision`` (the bundle's label name for score >= threshold, i.e.
     ``ai``/``human``; empty on error), ``n_windows``, ``duration_s``, ``threshold``,
     ``threshold_rule`` (the bundle's rule, or ``--threshold`` for an override) and ``error``
-    (empty when fine); with ``per_window`` also ``window_starts_s`` and ``window_scores``.
+    (empty when fine); with ``per_window`` also ``window_starts_s`` and ``window_scores``;
+    for an attribution model also ``attribution`` (the most likely class: human or a generator).
     ``timings``, when given, receives seconds spent decoding, computing features and in the
     model. ``threads`` sets torch's CPU threads for the call (None: torch's default).
     Raises :class:`UsageError` for bad options, a missing model or no inputs.
@@ -499,15 +500,22 @@ def _predict(model: str | os.PathLike | LoadedModel, inputs: Sequence[str | os.P
                 break
             clock["features_s"] += time.perf_counter() - tick
             batcher.add(index, feats)  # model errors are not the file's fault: they propagate
-    scores = batcher.finish()
+    from deepfake_detect.models.detector import ai_probability
 
-    for index, window_scores in scores.items():
+    probabilities = batcher.finish()
+    classes = tuple(detector.classes)
+    attribution = classes != tuple(names[i] for i in sorted(names))
+
+    for index, probs in probabilities.items():
         row = rows[index]
         if row["error"]:  # failed after some of its windows were queued
             continue
+        window_scores = ai_probability(probs)
         score = float(window_scores.mean() if aggregate == "mean" else window_scores.max())
         row.update(score=score, decision=names[int(score >= cut)],
                    n_windows=len(window_scores))
+        if attribution:  # the most likely class, from window-averaged class probabilities
+            row["attribution"] = classes[int(probs.mean(axis=0).argmax())]
         if per_window:
             row["window_starts_s"] = [s / cfg.sample_rate for s in starts[index]]
             row["window_scores"] = [float(s) for s in window_scores]
@@ -526,7 +534,8 @@ def _predict(model: str | os.PathLike | LoadedModel, inputs: Sequence[str | os.P
 
 def render(rows: Sequence[dict[str, Any]], fmt: str, per_window: bool = False) -> str:
     """The rows as CSV (window lists ';'-joined) or JSON (a list of objects)."""
-    columns = [*COLUMNS, *(WINDOW_COLUMNS if per_window else ())]
+    extra = ("attribution",) if any("attribution" in row for row in rows) else ()
+    columns = [*COLUMNS, *extra, *(WINDOW_COLUMNS if per_window else ())]
     if fmt == "json":
         records = [{key: _json_value(key, row.get(key)) for key in columns} for row in rows]
         return json.dumps(records, indent=2) + "\n"

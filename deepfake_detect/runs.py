@@ -6,7 +6,8 @@ The signature is a hash of the resolved config minus keys that do not change res
 ``result.json``, written last and atomically: its presence means the run finished.
 
 :func:`run_dir_for` finds a config's directory from the resolved config alone (no data, no
-torch), so a finished job of a re-run sweep is skipped in well under a second.
+torch unless ``precision: auto`` must be resolved with an NVIDIA GPU present), so a finished
+job of a re-run sweep is skipped in well under a second.
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepfake_detect.scaling import resolve_trainer
 from deepfake_detect.tracking import flatten
 
 IGNORED_PREFIXES = (
     "paths.", "logger.", "resume", "hydra.", "data.cache.", "data.loader.num_workers",
     "data.loader.pin_memory", "data.loader.persistent_workers", "trainer.enable_progress_bar",
     "trainer.enable_model_summary", "trainer.log_every_n_steps", "explain.",
+    "trainer.channels_last", "trainer.gpu_per_job",  # memory layout, GPU choice
 )
 
 
 def signature(resolved: Mapping[str, Any]) -> str:
-    """A 12-hex-digit hash of the result-relevant part of the resolved config."""
+    """A 12-hex-digit hash of the result-relevant part of the resolved config (with
+    ``trainer.precision: auto`` resolved: the precision that runs is part of the result)."""
+    if isinstance(trainer := resolved.get("trainer"), Mapping):
+        resolved = {**resolved, "trainer": resolve_trainer(dict(trainer))}
     relevant = {k: v for k, v in flatten(resolved) if not k.startswith(IGNORED_PREFIXES)}
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

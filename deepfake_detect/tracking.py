@@ -26,7 +26,8 @@ T = TypeVar("T")
 # never logged as params, since MLflow params are immutable.
 VOLATILE_PREFIXES = ("paths.", "logger.", "resume", "hydra.", "data.cache.",
                      "data.loader.num_workers", "data.loader.pin_memory",
-                     "data.loader.persistent_workers", "trainer.enable_progress_bar")
+                     "data.loader.persistent_workers", "trainer.enable_progress_bar",
+                     "explain.", "trainer.gpu_per_job")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def retry(action: Callable[[], T], what: str, attempts: int = 8) -> T:
 def ensure_experiment(uri: str, name: str, artifact_location: str | None,
                       lock_dir: Path | None) -> str:
     """The id of experiment ``name``, created if needed (once, under a lock for sqlite)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     def get_or_create() -> str:
@@ -110,7 +112,12 @@ def ensure_experiment(uri: str, name: str, artifact_location: str | None,
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return client.create_experiment(name, artifact_location=artifact_location)
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException as err:  # a parallel job created it first (server: no lock)
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(name).experiment_id
 
     if lock_dir is None:
         return retry(get_or_create, "create experiment")

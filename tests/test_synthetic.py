@@ -77,7 +77,8 @@ def test_only_ai_clips_depend_on_artifact_strength():
 @pytest.mark.parametrize(("key", "value"), [
     ("n_clips", 3), ("n_clips", 0), ("duration", 0.0), ("sample_rate", 4000),
     ("seed", -1), ("artifact_strength", -0.5), ("generators", ()),
-    ("generators", ("dec_2x4x4", "wavenet")),
+    ("generators", ("dec_2x4x4", "wavenet")), ("speed_variation", 0.5),
+    ("speed_variation", -0.1),
 ])
 def test_invalid_config_names_the_key(key, value):
     with pytest.raises(ConfigError) as err:
@@ -135,3 +136,29 @@ def test_decoder_imprints_lines_at_multiples_of_sr_over_period(generator):
     between = _line_excess(audio["ai"], off) - _line_excess(audio["human"], off)
     assert np.mean(between) < 3
     assert np.mean(excess["clean"]) < 3
+
+
+def _line_near(audio: np.ndarray, low: float, high: float, duration: float) -> float:
+    """Frequency (Hz) of the strongest spectral peak between low and high."""
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    freqs = np.fft.rfftfreq(len(audio), 1 / SR)
+    band = (freqs >= low) & (freqs <= high)
+    return float(freqs[band][np.argmax(spectrum[band])])
+
+
+def test_speed_variation_moves_the_decoder_lines_within_its_range():
+    # Strength s minus strength 0 of the same rendition leaves the decoder's imprint alone;
+    # its 2 kHz line (a multiple of sr / P for every stride chain) moves with the speed.
+    clip = next(c for c in list_clips(tiny(duration=4.0)) if c.generator == "dec_2x4x4")
+    lines = {}
+    for variation in (0.0, 0.1):
+        imprint = [render(clip, tiny(duration=4.0, speed_variation=variation,
+                                     artifact_strength=strength)).astype(np.float64)
+                   for strength in (0.0, 40.0)]
+        lines[variation] = _line_near(imprint[1] - imprint[0], 1700, 2300, 4.0)
+        again = render(clip, tiny(duration=4.0, speed_variation=variation,
+                                  artifact_strength=40.0))
+        assert np.array_equal(again, imprint[1].astype(np.float32))  # deterministic
+        assert len(again) == 4 * SR
+    assert lines[0.0] == pytest.approx(2000, abs=1)
+    assert 1800 <= lines[0.1] <= 2200 and abs(lines[0.1] - 2000) > 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def test_returns_test_metrics_for_every_distortion(finished: dict) -> None:
                        "eer"):
             assert f"test/{name}/{metric}" in finished
         assert 0.0 <= finished[f"test/{name}/accuracy"] <= 1.0
+        # Accuracy per generator: recall on each generator's clips, specificity on human ones.
+        rows = list(csv.DictReader((Path(finished["run_dir"]) / "artifacts"
+                                    / f"predictions_{name}.csv").open()))
+        for gen in {row["generator"] for row in rows}:
+            mine = [row for row in rows if row["generator"] == gen]
+            hits = sum(row["prediction"] == row["label"] for row in mine)
+            assert finished[f"test/{name}/acc_{gen}"] == pytest.approx(hits / len(mine))
 
 
 def test_mlflow_run_holds_params_metrics_and_artifacts(finished: dict) -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from filelock import FileLock
@@ -60,26 +60,54 @@ class BuildStats:
             setattr(self, key, getattr(self, key) + getattr(other, key))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (``data.cache.workers: auto``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def entry_key(parts: dict[str, Any]) -> str:
     """A stable hash of everything upstream of an entry."""
     blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _checksum(array: np.ndarray) -> str:
+def _write_header(handle: BinaryIO, shape: tuple[int, ...]) -> int:
+    """Write a float32 ``.npy`` header at the handle's position; return where data starts.
+
+    numpy pads the header so that its length does not depend on the first dimension, which
+    lets the build rewrite it in place once it knows how many clips were usable.
+    """
+    np.lib.format.write_array_header_1_0(
+        handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                 "fortran_order": False, "shape": tuple(int(d) for d in shape)})
+    return handle.tell()
+
+
+def _file_checksum(path: Path, block: int = 1 << 20) -> str:
+    """crc32 of an ``.npy`` file's data, read into one reused buffer (no memory map, so
+    checking an entry needs no memory that grows with it)."""
     crc = 0
-    flat = array.reshape(len(array), -1) if array.ndim > 1 else array
-    for start in range(0, len(flat), 1024):
-        crc = zlib.crc32(np.ascontiguousarray(flat[start:start + 1024]).tobytes(), crc)
+    buffer = bytearray(block)
+    view = memoryview(buffer)
+    with open(path, "rb") as handle:
+        major, _ = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                       else np.lib.format.read_array_header_2_0)
+        read_header(handle)
+        while size := handle.readinto(buffer):
+            crc = zlib.crc32(view[:size], crc)
     return f"{crc:08x}"
 
 
 class FeatureCache:
     """A folder of entries ``<root>/<key>/{features.npy, clips.json, meta.json}``."""
 
-    def __init__(self, root: str | Path, workers: int = 1):
+    def __init__(self, root: str | Path, workers: int | str = 1):
         self.root = Path(root)
-        self.workers = max(1, int(workers))
+        self.workers = available_cores() if workers == "auto" else max(1, int(workers))
 
     def get_or_build(self, parts: dict[str, Any], clips: Sequence[Clip], work: Work,
                      shape: tuple[int, ...], desc: str) -> tuple[CacheEntry, BuildStats]:
@@ -113,47 +141,73 @@ class FeatureCache:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True)
         n = len(clips)
-        data = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32,
-                                         shape=(n, *shape))
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
-        for clip, result in zip(clips, self._run(work, clips, desc), strict=True):
-            if isinstance(result, str):
-                skipped.append({"clip_id": clip.clip_id, "path": clip.path or "",
-                                "label": clip.label, "reason": result})
-                continue
-            features, params = result
-            data[len(rows)] = features
-            rows.append({"clip_id": clip.clip_id, "label": clip.label, "group": clip.group,
-                         "generator": clip.generator, "path": clip.path or "",
-                         "params": params})
-        data.flush()
-        del data
-        if len(rows) < n:  # shrink to the clips that were usable
-            full = np.load(tmp / "features.npy", mmap_mode="r")[: len(rows)].copy()
-            np.save(tmp / "features.npy", full)
-        features = np.load(tmp / "features.npy", mmap_mode="r")
+        crc = 0
+        # Rows are appended with plain writes (no memory map): the build's memory does not
+        # grow with the entry, and the page cache, not the process, holds what was written.
+        with open(tmp / "features.npy", "wb") as handle:
+            offset = _write_header(handle, (n, *shape))
+            for clip, result in zip(clips, self._run(work, clips, desc), strict=True):
+                if isinstance(result, str):
+                    skipped.append({"clip_id": clip.clip_id, "path": clip.path or "",
+                                    "label": clip.label, "reason": result})
+                    continue
+                features, params = result
+                row = np.ascontiguousarray(features, dtype=np.float32)
+                if row.shape != tuple(shape):
+                    raise ValueError(f"{desc}: clip {clip.clip_id} gave an array of shape "
+                                     f"{row.shape}, expected {tuple(shape)}")
+                handle.write(row.data)
+                crc = zlib.crc32(row.data, crc)
+                rows.append({"clip_id": clip.clip_id, "label": clip.label,
+                             "group": clip.group, "generator": clip.generator,
+                             "path": clip.path or "", "params": params})
+            handle.seek(0)  # the header's shape counts the usable clips only
+            if _write_header(handle, (len(rows), *shape)) != offset:
+                raise RuntimeError("npy header length changed")  # numpy pads it: never
         _write_json(tmp / "clips.json", {"rows": rows, "skipped": skipped})
-        _write_json(tmp / "meta.json", {"parts": parts, "shape": list(features.shape),
-                                        "checksum": _checksum(features), "desc": desc})
-        del features
+        _write_json(tmp / "meta.json", {"parts": parts, "shape": [len(rows), *shape],
+                                        "checksum": f"{crc:08x}", "desc": desc})
         os.replace(tmp, path)
         if skipped:
             log.warning("%s: skipped %d of %d clips (see %s)", desc, len(skipped), n,
                         path / "clips.json")
 
     def _run(self, work: Work, clips: Sequence[Clip], desc: str):
+        from threadpoolctl import threadpool_limits
         from tqdm.auto import tqdm
 
-        bar = dict(total=len(clips), desc=f"features [{desc}]", unit="clip",
+        bar = tqdm(total=len(clips), desc=f"features [{desc}]", unit="clip",
                    disable=len(clips) < 2, leave=False)
-        if self.workers == 1 or len(clips) < 2 * self.workers:
-            yield from tqdm((_safe(work, clip) for clip in clips), **bar)
-            return
-        chunk = max(1, len(clips) // (self.workers * 8))
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("fork")) as pool:
-            results = pool.map(_safe, [work] * len(clips), clips, chunksize=chunk)
-            yield from tqdm(results, **bar)
+        # One BLAS/OpenMP thread per process whatever the worker count, so that 1 and N
+        # workers give bit-identical entries (summation order follows the thread count).
+        with bar, threadpool_limits(1):
+            if self.workers == 1 or len(clips) < 2 * self.workers:
+                for clip in clips:
+                    yield _safe(work, clip)
+                    bar.update()
+                return
+            # The first clip runs here, before forking: the workers inherit its lazy imports
+            # and numba's compiled functions instead of each paying for them (seconds).
+            yield _safe(work, clips[0])
+            bar.update()
+            rest = clips[1:]
+            chunk = max(1, len(rest) // (self.workers * 8))
+            with ProcessPoolExecutor(self.workers, mp_context=get_context("fork"),
+                                     initializer=_one_thread_each) as pool:
+                for result in pool.map(_safe, [work] * len(rest), rest, chunksize=chunk):
+                    yield result
+                    bar.update()
+
+
+def _one_thread_each() -> None:
+    """A build worker's BLAS/OpenMP pools get one thread (as its parent's): the workers fill
+    the cores, and N workers x N threads oversubscribe them (16 workers were no faster than
+    1 on a 16-core machine without this)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _safe(work: Work, clip: Clip) -> tuple[np.ndarray, dict[str, Any]] | str:
@@ -168,14 +222,16 @@ def _load(path: Path, shape: tuple[int, ...]) -> tuple[CacheEntry | None, str]:
     try:
         meta = json.loads((path / "meta.json").read_text())
         listing = json.loads((path / "clips.json").read_text())
-        features = np.load(path / "features.npy", mmap_mode="r")
+        # Copy-on-write mapping: datasets wrap rows as tensors without copying them (and
+        # without torch's read-only warning); nothing is ever written back to the file.
+        features = np.load(path / "features.npy", mmap_mode="c")
     except (OSError, ValueError) as err:
         return None, f"{type(err).__name__}: {err}"
     if tuple(features.shape[1:]) != tuple(shape) or list(features.shape) != meta["shape"]:
         return None, f"shape {features.shape} does not match {meta['shape']} / {shape}"
     if len(listing["rows"]) != len(features):
         return None, "clip list and feature array differ in length"
-    if _checksum(features) != meta["checksum"]:
+    if _file_checksum(path / "features.npy") != meta["checksum"]:
         return None, "checksum mismatch"
     return CacheEntry(path, features, listing["rows"], listing["skipped"]), ""
 

@@ -15,15 +15,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from deepfake_detect.config import build, require
+from deepfake_detect.config import build, one_of, require
 from deepfake_detect.data import distortions as dist
 from deepfake_detect.data.cache import BuildStats, CacheEntry, FeatureCache
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.features import FeatureConfig, log_mel
+from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
 from deepfake_detect.data.splits import SplitConfig, check_not_empty, split_clips
+from deepfake_detect.task import UNKNOWN
+from deepfake_detect.task import class_names as task_classes
+from deepfake_detect.task import targets as task_targets
 
 log = logging.getLogger(__name__)
+
+STORES = ("features", "waveform")
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,20 @@ class LoaderConfig:
 
     batch_size: int = 32
     num_workers: int = 0
-    pin_memory: bool = False
-    persistent_workers: bool = False
+    pin_memory: bool | str = "auto"  # auto: pinned when CUDA is available
+    persistent_workers: bool = True  # only with num_workers > 0
 
     def __post_init__(self) -> None:
         require(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size",
                 f"must be a positive integer, got {self.batch_size!r}")
         require(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers",
                 f"must be an integer >= 0, got {self.num_workers!r}")
+        require(self.pin_memory in (True, False, "auto"), "pin_memory",
+                f"must be true, false or auto, got {self.pin_memory!r}")
+
+    @property
+    def pin(self) -> bool:
+        return torch.cuda.is_available() if self.pin_memory == "auto" else bool(self.pin_memory)
 
 
 @dataclass(frozen=True)
@@ -47,11 +58,13 @@ class CacheConfig:
     """The ``data.cache`` node."""
 
     dir: str = "outputs/cache"
-    workers: int = 1
+    workers: int | str = "auto"  # processes building an entry; auto: one per available core
+    store: str = "features"  # features (librosa log-mels) | waveform (log-mel on the device)
 
     def __post_init__(self) -> None:
-        require(isinstance(self.workers, int) and self.workers >= 1, "workers",
-                f"must be an integer >= 1, got {self.workers!r}")
+        require(self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
+                "workers", f"must be an integer >= 1 or auto, got {self.workers!r}")
+        one_of(self.store, STORES, "store")
 
 
 @dataclass
@@ -62,26 +75,32 @@ class FeatureWork:
     distortion: dist.Distortion
     features: FeatureConfig
     seed: int
+    waveform: bool = False  # keep the distorted clip-length waveform instead of its log-mel
 
     def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
         wave = self.source.load(clip, self.features.sample_rate)
         params = dist.draw_params(self.distortion, self.seed, clip.clip_id)
         wave = dist.apply(self.distortion, wave, self.features.sample_rate, params)
+        if self.waveform:
+            return fit_length(np.asarray(wave, dtype=np.float32), self.features.n_samples), params
         return log_mel(wave, self.features), params
 
 
 class FeatureDataset(Dataset):
-    """(1, n_mels, frames) float tensors, labels and row indices from a cache entry."""
+    """(1, n_mels, frames) float tensors, class targets and row indices from a cache entry.
 
-    def __init__(self, entry: CacheEntry):
+    ``targets`` defaults to the entry's binary labels (see :mod:`deepfake_detect.task`)."""
+
+    def __init__(self, entry: CacheEntry, targets: np.ndarray | None = None):
         self.features = entry.features
-        self.labels = entry.labels
+        self.labels = entry.labels if targets is None else targets
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        x = torch.from_numpy(np.array(self.features[index], dtype=np.float32))
+        # A view of the (copy-on-write) memory map: collation makes the only copy.
+        x = torch.from_numpy(self.features[index])
         return x.unsqueeze(0), int(self.labels[index]), index
 
 
@@ -110,13 +129,18 @@ class AudioDataModule(pl.LightningDataModule):
 
     def __init__(self, data_cfg: dict[str, Any], features: FeatureConfig,
                  train_distortion: dist.Distortion, test_distortions: list[dist.Distortion],
-                 seed: int):
+                 seed: int, task: str = "binary"):
         super().__init__()
+        self.task = task
+        self.classes: tuple[str, ...] = ()
+        self.targets: dict[str, np.ndarray] = {}
         self.source = build_source(data_cfg.get("source") or {})
         self.split_cfg = build(SplitConfig, data_cfg.get("split"), "data.split")
         self.loader = build(LoaderConfig, data_cfg.get("loader"), "data.loader")
         cache_cfg = build(CacheConfig, data_cfg.get("cache"), "data.cache")
         self.cache = FeatureCache(cache_cfg.dir, workers=cache_cfg.workers)
+        self.waveform_store = cache_cfg.store == "waveform"
+        self._log_mel: dict[str, Any] = {}  # device -> torch_mel.LogMel
         self.features = features
         self.train_distortion = train_distortion
         self.test_distortions = test_distortions
@@ -148,15 +172,27 @@ class AudioDataModule(pl.LightningDataModule):
 
                 raise DataError(f"no usable clips left in {name} "
                                 f"({len(entry.skipped)} skipped; see {entry.path}/clips.json)")
-        self.feature_mean, self.feature_std = _moments(self.entries["train"].features)
+        self.feature_mean, self.feature_std = _moments(
+            self.entries["train"].features, self._host_log_mel if self.waveform_store else None)
+        self.classes = task_classes(self.task, self.entries["train"].rows)
+        self.targets = {name: task_targets(self.task, entry.rows, self.classes)
+                        for name, entry in self.entries.items()}
+        if self.task == "attribution":
+            _report_open_set(self.targets, self.entries)
         self._prepared = True
 
     def _entry(self, clips: list[Clip], split: str, distortion: dist.Distortion) -> CacheEntry:
         parts = {"source": self.source.signature(), "split": split,
                  "clips": [c.clip_id for c in clips], "distortion": distortion.as_dict(),
                  "distortion_seed": self.seed, "features": self.features.as_dict()}
-        work = FeatureWork(self.source, distortion, self.features, self.seed)
-        entry, stats = self.cache.get_or_build(parts, clips, work, self.features.shape,
+        shape: tuple[int, ...] = self.features.shape
+        if self.waveform_store:  # one waveform entry serves every log-mel setting
+            parts["features"] = {"store": "waveform", "sample_rate": self.features.sample_rate,
+                                 "n_samples": self.features.n_samples}
+            shape = (self.features.n_samples,)
+        work = FeatureWork(self.source, distortion, self.features, self.seed,
+                           self.waveform_store)
+        entry, stats = self.cache.get_or_build(parts, clips, work, shape,
                                                desc=f"{split}/{distortion.name}")
         self.stats.add(stats)
         return entry
@@ -172,37 +208,97 @@ class AudioDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
-    def _loader(self, entry: CacheEntry, shuffle: bool) -> DataLoader:
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
         cfg = self.loader
-        dataset = FeatureDataset(entry)
+        dataset = FeatureDataset(self.entries[name], self.targets.get(name))
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else None
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                          num_workers=cfg.num_workers, pin_memory=cfg.pin_memory,
+                          num_workers=cfg.num_workers, pin_memory=cfg.pin,
                           persistent_workers=cfg.persistent_workers and cfg.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.entries["train"], shuffle=True)
+        return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.entries["val"], shuffle=False)
+        return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.entries[f"test/{name}"], shuffle=False)
+        return [self._loader(f"test/{name}", shuffle=False)
                 for name in self.test_names]
+
+    def predict_dataloader(self) -> DataLoader:
+        """The validation set: ``trainer.predict(model, datamodule=dm)`` scores it to choose
+        the decision threshold (through this module, so batches get ``to_log_mel``)."""
+        return self.val_dataloader()
+
+    def to_log_mel(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs from a batch of cached rows, on ``x``'s device: log-mels pass through;
+        with ``data.cache.store: waveform`` they are computed here (torch, parity with librosa
+        tested). Code that feeds the model from the loaders or entries itself calls this."""
+        if not self.waveform_store:
+            return x
+        from deepfake_detect.data.torch_mel import LogMel
+
+        key = str(x.device)
+        if key not in self._log_mel:
+            self._log_mel[key] = LogMel(self.features).to(x.device)
+        with torch.no_grad():
+            return self._log_mel[key](x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Lightning calls this on the training device for every batch of a Trainer that was
+        given this module (``datamodule=dm``)."""
+        x, *rest = batch
+        return (self.to_log_mel(x), *rest)
+
+    def _host_log_mel(self, rows: np.ndarray) -> np.ndarray:
+        return self.to_log_mel(torch.from_numpy(np.asarray(rows))).numpy()
+
+    def log_mels(self, entry: CacheEntry) -> np.ndarray:
+        """An entry's log-mels, ``(clips, n_mels, frames)``, whatever the store: the memory
+        map itself, or computed from the cached waveforms (on the CPU, into memory)."""
+        if not self.waveform_store:
+            return entry.features
+        return np.concatenate([self._host_log_mel(entry.features[i:i + 32])
+                               for i in range(0, len(entry.features), 32)])
 
     def test_rows(self, name: str) -> list[dict[str, Any]]:
         return self.entries[f"test/{name}"].rows
 
+    def split_entry(self, split: str, distortion: dist.Distortion) -> CacheEntry:
+        """One split under one distortion (cached), without preparing the others."""
+        splits = split_clips(self.source.clips(), self.split_cfg)
+        check_not_empty(splits)
+        return self._entry(splits[split], split, distortion)
+
     def describe(self) -> dict[str, Any]:
-        return {"clips": {name: len(e.rows) for name, e in self.entries.items()},
-                "skipped": len(self.skipped), "cache": asdict(self.stats)}
+        out = {"clips": {name: len(e.rows) for name, e in self.entries.items()},
+               "skipped": len(self.skipped), "cache": asdict(self.stats)}
+        if self.task != "binary":
+            out["classes"] = list(self.classes)
+        return out
 
 
-def _moments(features: np.ndarray) -> tuple[float, float]:
-    """Mean and std over a (possibly memory-mapped) feature array, in chunks."""
+def _report_open_set(targets: dict[str, np.ndarray], entries: dict[str, CacheEntry]) -> None:
+    """Say which clips fall outside the closed set of generators seen in training."""
+    for name, values in targets.items():
+        unknown = values == UNKNOWN
+        if unknown.any():
+            rows = entries[name].rows
+            gens = sorted({str(rows[i]["generator"]) for i in np.flatnonzero(unknown)})
+            print(f"[deepfake-detect] {name}: {int(unknown.sum())} clip(s) from generators not "
+                  f"in training ({', '.join(gens)}) are left out of attribution metrics; they "
+                  "still count in the binary (human vs AI) metrics")
+
+
+def _moments(features: np.ndarray, transform: Any = None) -> tuple[float, float]:
+    """Mean and std over a (possibly memory-mapped) feature array, in chunks (each passed
+    through ``transform`` first when given: waveforms -> log-mels)."""
     total, total_sq, count = 0.0, 0.0, 0
-    for start in range(0, len(features), 256):
-        chunk = np.asarray(features[start:start + 256], dtype=np.float64)
+    step = 32 if transform else 256
+    for start in range(0, len(features), step):
+        chunk = features[start:start + step]
+        chunk = np.asarray(transform(chunk) if transform else chunk, dtype=np.float64)
         total += chunk.sum()
         total_sq += np.square(chunk).sum()
         count += chunk.size

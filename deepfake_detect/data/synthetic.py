@@ -98,6 +98,7 @@ class SyntheticConfig:
     seed: int = 0
     artifact_strength: float = 1.0
     generators: tuple[str, ...] = tuple(GENERATORS)
+    speed_variation: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "generators", tuple(self.generators))
@@ -110,6 +111,8 @@ class SyntheticConfig:
                  f"must be an integer >= 0, got {self.seed!r}")
         require(self.artifact_strength >= 0, "artifact_strength",
                  f"must be >= 0, got {self.artifact_strength!r}")
+        require(0 <= self.speed_variation < 0.5, "speed_variation",
+                 f"must be in [0, 0.5), got {self.speed_variation!r}")
         allowed = ", ".join(GENERATORS)
         require(len(self.generators) > 0, "generators", f"must not be empty; allowed: {allowed}")
         unknown = [g for g in self.generators if g not in GENERATORS]
@@ -141,7 +144,13 @@ def render(clip: Clip, cfg: SyntheticConfig) -> np.ndarray:
     recipe = clip.recipe
     sr, n = cfg.sample_rate, cfg.n_samples
     # composition -> performance -> room -> EQ -> [decoder] -> noise floor -> loudness
-    composition = _compose(recipe["composition_seed"], cfg.duration)
+    speed, duration = 1.0, cfg.duration
+    if cfg.speed_variation > 0:  # its own stream: the other draws stay as they were
+        speed_rng = np.random.default_rng([recipe["rendition_seed"], 7])
+        speed = speed_rng.uniform(1 - cfg.speed_variation, 1 + cfg.speed_variation)
+        duration *= 1 + cfg.speed_variation
+        n = int(math.ceil(duration * sr))
+    composition = _compose(recipe["composition_seed"], duration)
     rng = np.random.default_rng(recipe["rendition_seed"])
     mix = _perform(composition, rng, sr, n)
     mix = _room(mix, rng, sr)
@@ -150,6 +159,10 @@ def render(clip: Clip, cfg: SyntheticConfig) -> np.ndarray:
     if recipe["generator"] != HUMAN:
         mix = decode(mix, recipe["generator"], cfg.artifact_strength)
     mix = mix + _noise_floor(rng, sr, n)
+    if speed != 1.0:  # played back faster or slower: every frequency (and line) moves by speed
+        import librosa
+
+        mix = librosa.resample(mix, orig_sr=sr, target_sr=sr / speed)[: cfg.n_samples]
     peak_db = rng.uniform(-20.0, -0.5)
     mix *= 10 ** (peak_db / 20) / (np.max(np.abs(mix)) + 1e-12)
     return mix.astype(np.float32)

@@ -88,7 +88,16 @@ def load_weights_from(model: Detector, ref: str, tracking_uri: str | None = None
         state, source = loaded.detector.state_dict(), loaded.source
     if not isinstance(state, dict):
         raise DeepfakeDetectError(f"{source} holds no state_dict to initialise from")
+    own = model.state_dict()
+    head = [k for k in state if k.startswith("net.fc.") and k in own
+            and state[k].shape != own[k].shape]
+    if head:  # e.g. a binary model initialising an attribution model: new classifier head
+        print(f"[deepfake-detect] init_from {source}: classes differ "
+              f"({state[head[0]].shape[0]} -> {own[head[0]].shape[0]}); the classifier head "
+              "starts fresh, the backbone is loaded")
+        state = {k: v for k, v in state.items() if k not in head}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in head]
     if unexpected or missing:
         raise DeepfakeDetectError(f"{source} does not fit this model (missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]})")

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfake_detect import LABEL_NAMES
 from deepfake_detect.config import one_of, positive, require
 from deepfake_detect.models.resnet import resnet18_one_channel
+from deepfake_detect.task import UNKNOWN
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -43,15 +45,19 @@ class ModelConfig:
 
 
 class Detector(pl.LightningModule):
-    """Binary detector; hyperparameters are plain values so checkpoints load with
-    ``weights_only=True``. Feature normalisation statistics travel as buffers."""
+    """Detector over ``classes`` (class 0 is human; ``("human", "ai")`` for the binary task,
+    human plus each generator for attribution). Hyperparameters are plain values so
+    checkpoints load with ``weights_only=True``. Feature normalisation statistics travel as
+    buffers."""
 
     def __init__(self, model: dict, num_classes: int = 2, feature_mean: float = 0.0,
                  feature_std: float = 1.0, test_names: tuple[str, ...] = ("base",),
-                 features: dict | None = None):
+                 features: dict | None = None, classes: tuple[str, ...] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = ModelConfig(**model)
+        self.classes = tuple(classes) if classes else tuple(LABEL_NAMES.values())
+        num_classes = len(self.classes) if classes else num_classes
         self.net = resnet18_one_channel(num_classes, self.cfg.stem_freq_stride)
         self.register_buffer("feature_mean", torch.tensor(float(feature_mean)))
         self.register_buffer("feature_std", torch.tensor(float(feature_std)))
@@ -78,18 +84,21 @@ class Detector(pl.LightningModule):
         return self.net(x)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """P(AI-generated) per input."""
-        return self(x).float().softmax(dim=-1)[:, 1]
+        """P(AI-generated) per input (1 - P(human) when there are several AI classes)."""
+        return ai_probability(self(x).float().softmax(dim=-1))
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y, _ = batch
         logits = self(x)
-        loss = F.cross_entropy(logits.float(), y)
-        acc = (logits.argmax(dim=-1) == y).float().mean()
+        # Targets outside the closed set (attribution's open-set clips) count for nothing.
+        loss = F.cross_entropy(logits.float(), y, ignore_index=UNKNOWN)
+        known = y != UNKNOWN
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(y))
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(y))
+        if known.any():
+            acc = (logits.argmax(dim=-1) == y)[known].float().mean()
+            self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=int(known.sum()))
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -108,16 +117,17 @@ class Detector(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y, index = batch
-        scores = self.score(x)
+        probs = self(x).float().softmax(dim=-1)
         self._test_parts.setdefault(dataloader_idx, []).append(
-            (scores.detach().cpu(), y.cpu(), index.cpu()))
+            (ai_probability(probs).detach().cpu(), probs.detach().cpu(), y.cpu(), index.cpu()))
 
     def on_test_epoch_end(self) -> None:
         for idx, parts in sorted(self._test_parts.items()):
-            scores, labels, index = (torch.cat(p) for p in zip(*parts, strict=True))
+            scores, probs, targets, index = (torch.cat(p) for p in zip(*parts, strict=True))
             order = torch.argsort(index)
             self.test_outputs[self.test_names[idx]] = {
-                "scores": scores[order], "labels": labels[order], "index": index[order]}
+                "scores": scores[order], "probs": probs[order], "targets": targets[order],
+                "index": index[order]}
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -127,6 +137,11 @@ class Detector(pl.LightningModule):
                                    weight_decay=cfg.weight_decay)
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def ai_probability(probs: torch.Tensor) -> torch.Tensor:
+    """P(AI-generated) from class probabilities whose class 0 is human."""
+    return probs[:, 1] if probs.shape[-1] == 2 else 1.0 - probs[:, 0]
 
 
 def model_config_dict(cfg: ModelConfig) -> dict:

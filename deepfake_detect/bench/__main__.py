@@ -1,0 +1,5 @@
+import sys
+
+from deepfake_detect.bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""``python -m deepfake_detect.bench [--size tiny|full] [--out report.json]``.
+
+Measures, side by side in one run, on generated WAV clips read by the ``folder`` source:
+
+a. one training epoch of batches from the cache vs. the study's way (decode + librosa log-mel
+   for every item, every epoch) -- goal >= 20x;
+b. training steps per second through the real DataModule vs. the same model on batches
+   already in memory -- goal >= 0.9 (b2: the same with ``data.cache.store: waveform``, the
+   log-mel computed per batch on the training device);
+c. cache build throughput with one worker per core vs. one worker -- goal >= 0.8 x cores,
+   with the results identical (c0: the first-call cost the parent pays before forking);
+d. the batched torch log-mel on the training device (and on the CPU) vs. librosa: speed, and
+   parity within ``torch_mel.PARITY_DB``;
+e. the peak RSS of cache builds of two sizes (fresh processes) and how it grows per clip.
+
+``tiny`` runs in well under a minute (the CI test); ``full`` uses the study's features
+(22.05 kHz, 10 s, 128 mels) and takes a few minutes on 2 CPU cores. No timing is asserted
+anywhere: the verdicts are printed, the exit code is 0 whenever every figure was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+START = time.perf_counter()
+STUDY = {"sample_rate": 22050, "duration": 10.0, "n_fft": 2048, "hop_length": 512,
+         "n_mels": 128}
+
+
+@dataclass(frozen=True)
+class Size:
+    clips: int
+    features: dict[str, Any]
+    batch_size: int
+    steps: int  # optimiser steps per variant and round on the CPU (slow: one is plenty)
+    rounds: int = 2
+    cuda_steps: int = 20  # the same on a GPU, where one step is too short to time
+    repeats: int = 3
+    mel_clips: int = 8
+    memory: tuple[int, int] = (20, 80)
+    memory_features: dict[str, Any] = field(default_factory=dict)
+
+
+SIZES = {
+    "tiny": Size(clips=32, features={"sample_rate": 16000, "duration": 1.0, "n_mels": 32},
+                 batch_size=8, steps=2, rounds=1, cuda_steps=5, memory=(20, 80),
+                 memory_features={"duration": 10.0}),
+    "full": Size(clips=128, features=STUDY, batch_size=32, steps=2, rounds=3, mel_clips=16,
+                 memory=(500, 2000), memory_features={"duration": 10.0}),
+}
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    from deepfake_detect.data.cache import available_cores
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": available_cores(), "gpu": gpu, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def run(size: Size, device: str, audio: Path | None, workdir: Path,
+        loader: dict[str, Any]) -> list:
+    import numpy as np
+    import torch
+
+    from deepfake_detect.bench import figures as fig
+    from deepfake_detect.bench.clips import write_folder
+    from deepfake_detect.data.features import FeatureConfig
+    from deepfake_detect.train import distortion_preset
+
+    features = FeatureConfig(**size.features)
+    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                          else "cpu" if device == "auto" else device)
+    setup = fig.Setup(workdir, features, distortion_preset("pitch"), size.batch_size,
+                      target, loader)
+    say(f"writing {size.clips} clips of {features.duration:g} s")
+    write_folder(workdir / "audio", size.clips, features.sample_rate, features.duration)
+    say("c: building the cache with 1 worker, then with one per core")
+    build, warm, dm = fig.build_throughput(setup)
+    out = [build, warm]
+    wave_dm = setup.datamodule("cache-wave", workers=build.details["cores"], store="waveform",
+                               distortion=distortion_preset("base"))
+    wave_dm.prepare()
+    say("a: one epoch from the cache vs decode + librosa")
+    out.insert(0, fig.epoch_figure(setup, dm, size.repeats))
+    say("b: training steps")
+    steps = size.cuda_steps if target.type == "cuda" else size.steps
+    out[1:1] = fig.steps_figures(setup, dm, wave_dm, steps, size.rounds)
+    say("d: torch log-mel vs librosa")
+    files = sorted(p for p in (audio or workdir / "audio").rglob("*")
+                   if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
+    if audio is None:  # generated clips: take both classes
+        files = files[: size.mel_clips // 2] + files[-(size.mel_clips // 2):]
+    waves = fig.clip_waves(files[: max(size.mel_clips, 2)] if audio is None else files,
+                           features).astype(np.float32)
+    out += fig.mel_figures(setup, waves, size.repeats)
+    say(f"e: peak memory of cache builds ({size.memory[0]} and {size.memory[1]} clips)")
+    mem_cfg = FeatureConfig(**size.memory_features)
+    out.append(fig.memory_figure(list(size.memory), mem_cfg))
+    return out
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.perf_counter() - START:5.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+def table(rows: list) -> str:
+    lines = [f"{'':<4}{'figure':<58}{'measured':<64}{'goal':<24}verdict"]
+    for row in rows:
+        verdict = "-" if row.ok is None else "PASS" if row.ok else "short of goal"
+        lines.append(f"{row.key:<4}{row.name:<58}{row.text:<64}{row.goal:<24}{verdict}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deepfake_detect.bench",
+                                     description=__doc__.split("\n\n")[1])
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
+    parser.add_argument("--audio", type=Path,
+                        help="real audio files (a folder) for the log-mel parity and speed")
+    parser.add_argument("--num-workers", type=int, help="data.loader.num_workers (default 0)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--workdir", type=Path, help="keep the clips and caches here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    size = SIZES[args.size]
+    loader = {} if args.num_workers is None else {"num_workers": args.num_workers}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    info = machine()
+    say(f"size {args.size} on {info['cores']} cores ({info['cpu']}); GPU: {info['gpu']}")
+    with tempfile.TemporaryDirectory(prefix="deepfake-detect-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        rows = run(size, args.device, args.audio, workdir, loader)
+    print(table(rows))
+    if args.out:
+        report = {"size": args.size, "machine": info, "settings": asdict(size),
+                  "figures": [asdict(row) for row in rows]}
+        args.out.write_text(json.dumps(report, indent=1, default=str))
+    return 0

@@ -1,0 +1,110 @@
+"""``task=attribution``: human + one class per generator (closed set), on a FakeMusicCaps layout
+with SunoCaps as open-set test clips; binary metrics and P(AI) keep working."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.errors import ConfigError
+from deepfake_detect.metrics import attribution_metrics
+from deepfake_detect.predict import predict
+from deepfake_detect.train import plan, train
+from tests.test_sources import FMC_GENERATORS, make_fakemusiccaps
+
+
+@pytest.fixture(scope="module")
+def attributed(tmp_path_factory) -> dict:
+    from tests.conftest import TINY, compose_cfg
+
+    tmp = tmp_path_factory.mktemp("attribution")
+    make_fakemusiccaps(tmp / "data")
+    cfg = compose_cfg([*TINY, "task=attribution", "data=fakemusiccaps",
+                       f"data.source.root={tmp / 'data'}", "data.source.include_sunocaps=true",
+                       "data.source.n_clips=null", "eval.distortions=[base]",
+                       "trainer.limit_test_batches=1.0"], tmp / "out")
+    return train(cfg)
+
+
+def test_classes_are_human_and_the_generators_seen_in_training(attributed: dict) -> None:
+    classes = attributed["data"]["classes"]
+    assert classes[0] == "human"
+    assert set(classes[1:]) <= set(FMC_GENERATORS) and len(classes) >= 3
+    assert "SunoCaps" not in classes  # open set: test only, never a class
+
+
+def test_attribution_metrics_and_row_normalised_confusion_in_mlflow(attributed: dict) -> None:
+    client = MlflowClient(tracking_uri=attributed["tracking_uri"])
+    run = client.get_run(attributed["run_id"])
+    assert run.data.tags["task"] == "attribution"
+    metrics = run.data.metrics
+    for key in ("balanced_accuracy", "macro_f1", "accuracy"):
+        assert 0.0 <= metrics[f"test/base/attribution/{key}"] <= 1.0
+    # SunoCaps clips (all in test) and any generator absent from training are left out of
+    # attribution and kept in the binary metrics.
+    rows = list(csv.DictReader((Path(attributed["run_dir"]) / "artifacts"
+                                / "predictions_base.csv").open()))
+    outside = [r for r in rows if r["generator"] not in attributed["data"]["classes"]]
+    assert sum(r["generator"] == "SunoCaps" for r in outside) == 3
+    assert metrics["test/base/attribution/left_out"] == len(outside)
+    assert metrics["test/base/acc_SunoCaps"] >= 0.0
+    assert {"test/base/accuracy", "test/base/auroc", "test/base/acc_human"} <= set(metrics)
+    files = {a.path for a in client.list_artifacts(attributed["run_id"])}
+    assert {"attribution_base.png", "attribution_base.json", "confusion_base.json"} <= files
+    counts = json.loads(Path(client.download_artifacts(attributed["run_id"],
+                                                       "attribution_base.json")).read_text())
+    assert counts["labels"] == attributed["data"]["classes"]
+    matrix = np.array(counts["matrix"])
+    normalised = np.array(counts["row_normalised"])
+    for row, share in zip(matrix, normalised, strict=True):
+        assert share.sum() == pytest.approx(1.0 if row.sum() else 0.0)
+        np.testing.assert_allclose(share * max(row.sum(), 1), row, atol=1e-9)
+
+
+def test_predictions_csv_holds_class_probabilities(attributed: dict) -> None:
+    path = Path(attributed["run_dir"]) / "artifacts" / "predictions_base.csv"
+    rows = list(csv.DictReader(path.open()))
+    classes = attributed["data"]["classes"]
+    for row in rows:
+        probs = np.array([float(row[f"p_{name}"]) for name in classes])
+        assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+        assert row["predicted_class"] == classes[int(probs.argmax())]
+        assert float(row["score"]) == pytest.approx(1.0 - probs[0], abs=1e-5)
+
+
+def test_predict_reports_p_ai_and_the_most_likely_class(attributed: dict,
+                                                         tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"song{i}.wav")
+        sf.write(files[-1], 0.1 * rng.standard_normal(16000 * 3), 16000)
+    rows = predict(Path(attributed["run_dir"]), files, device="cpu")
+    for row in rows:
+        assert not row["error"] and 0.0 <= row["score"] <= 1.0
+        assert row["attribution"] in attributed["data"]["classes"]
+
+
+def test_attribution_metrics_on_known_predictions() -> None:
+    targets = torch.tensor([0, 0, 1, 1, 2, 2, -1])
+    predicted = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    probs = torch.nn.functional.one_hot(predicted, 3).float()
+    values, counts = attribution_metrics(probs, targets, ("human", "a", "b"))
+    assert values["accuracy"] == pytest.approx(5 / 6)
+    assert values["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert values["macro_f1"] == pytest.approx((1 + 2 / 3 + 0.8) / 3)
+    assert values["left_out"] == 1
+    assert counts["matrix"] == [[2, 0, 0], [0, 1, 1], [0, 0, 2]]
+    assert counts["row_normalised"][1] == [0.0, 0.5, 0.5]
+
+
+def test_unknown_task_names_the_key(make_cfg) -> None:
+    with pytest.raises(ConfigError, match="task.*binary, attribution"):
+        plan(make_cfg("task=multiclass"))

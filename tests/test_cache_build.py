@@ -1,0 +1,93 @@
+"""Cache builds: identical for any worker count, warmed in the parent, read without copies."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from deepfake_detect import config
+from deepfake_detect.data.audio import AudioError
+from deepfake_detect.data.cache import FeatureCache
+from deepfake_detect.data.clips import Clip
+from deepfake_detect.data.datamodule import CacheConfig, FeatureDataset, LoaderConfig
+from deepfake_detect.errors import ConfigError
+
+SHAPE = (3, 5)
+BAD = "c07"
+calls_here: list[str] = []  # clips computed in this process (workers' calls are not seen)
+
+
+def work(clip: Clip) -> tuple[np.ndarray, dict]:
+    if os.getpid() == PARENT:
+        calls_here.append(clip.clip_id)
+    if clip.clip_id == BAD:
+        raise AudioError("unreadable")
+    seed = int(clip.clip_id[1:])
+    return np.random.default_rng(seed).standard_normal(SHAPE), {"seed": seed}
+
+
+PARENT = os.getpid()
+CLIPS = [Clip(clip_id=f"c{i:02d}", label=i % 2, group=f"g{i}", generator="human")
+         for i in range(24)]
+
+
+def build(root, workers: int):
+    calls_here.clear()
+    entry, stats = FeatureCache(root, workers=workers).get_or_build(
+        {"test": "workers"}, CLIPS, work, SHAPE, desc="test")
+    assert stats.built == 1
+    return entry
+
+
+def test_any_worker_count_gives_the_same_entry_and_the_parent_warms_up(tmp_path) -> None:
+    one = build(tmp_path / "one", workers=1)
+    assert len(calls_here) == len(CLIPS)
+    two = build(tmp_path / "two", workers=2)
+    assert calls_here == [CLIPS[0].clip_id]  # before forking; the rest ran in the workers
+    assert np.array_equal(one.features, two.features)
+    assert one.rows == two.rows and one.skipped == two.skipped
+    assert [s["clip_id"] for s in two.skipped] == [BAD]
+    assert two.features.shape == (len(CLIPS) - 1, *SHAPE)  # the header counts usable clips
+    expected = np.stack([work(c)[0] for c in CLIPS if c.clip_id != BAD]).astype(np.float32)
+    assert np.array_equal(two.features, expected)
+    again, stats = FeatureCache(tmp_path / "two", workers=2).get_or_build(
+        {"test": "workers"}, CLIPS, work, SHAPE, desc="test")
+    assert stats.reused == 1 and np.array_equal(again.features, expected)  # checksum holds
+
+
+def test_auto_workers_uses_the_available_cores(tmp_path) -> None:
+    assert FeatureCache(tmp_path, workers="auto").workers == len(os.sched_getaffinity(0))
+
+
+def test_dataset_items_are_views_of_the_memory_map(tmp_path) -> None:
+    entry = build(tmp_path, workers=1)
+    x, label, index = FeatureDataset(entry)[3]
+    assert x.shape == (1, *SHAPE) and (label, index) == (entry.rows[3]["label"], 3)
+    assert np.shares_memory(x.numpy(), entry.features)
+    batch = torch.utils.data.default_collate([FeatureDataset(entry)[i] for i in range(4)])
+    assert torch.equal(batch[0][:, 0], torch.from_numpy(np.asarray(entry.features[:4])))
+
+
+def test_a_corrupt_entry_is_detected_and_rebuilt(tmp_path, caplog) -> None:
+    entry = build(tmp_path, workers=1)
+    with (entry.path / "features.npy").open("r+b") as handle:
+        handle.seek(-8, os.SEEK_END)
+        handle.write(b"\xff" * 8)
+    rebuilt, stats = FeatureCache(tmp_path).get_or_build({"test": "workers"}, CLIPS, work,
+                                                         SHAPE, desc="test")
+    assert stats.rebuilt_corrupt == 1 and "checksum mismatch" in caplog.text
+    assert np.array_equal(rebuilt.features[-1], work(CLIPS[-1])[0].astype(np.float32))
+
+
+@pytest.mark.parametrize(("cls", "node", "key"), [
+    (CacheConfig, {"store": "spectrogram"}, "data.cache.store"),
+    (CacheConfig, {"workers": "all"}, "data.cache.workers"),
+    (LoaderConfig, {"pin_memory": "yes"}, "data.loader.pin_memory"),
+])
+def test_bad_performance_settings_name_their_key(cls, node, key) -> None:
+    prefix = key.rsplit(".", 1)[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config.build(cls, node, prefix)
