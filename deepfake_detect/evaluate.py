@@ -8,7 +8,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from deepfake_detect import LABEL_NAMES
 from deepfake_detect import metrics as M
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.models.detector import Detector
@@ -36,7 +35,7 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     flat: dict[str, float] = {}
     files: list[Path] = []
-    attribution = tuple(model.classes) != tuple(LABEL_NAMES.values())
+    attribution = model.attribution
     for name in dm.test_names:
         output = model.test_outputs[name]
         scores = output["scores"]

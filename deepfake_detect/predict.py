@@ -503,8 +503,7 @@ def _predict(model: str | os.PathLike | LoadedModel, inputs: Sequence[str | os.P
     from deepfake_detect.models.detector import ai_probability
 
     probabilities = batcher.finish()
-    classes = tuple(detector.classes)
-    attribution = classes != tuple(names[i] for i in sorted(names))
+    classes, attribution = tuple(detector.classes), detector.attribution
 
     for index, probs in probabilities.items():
         row = rows[index]

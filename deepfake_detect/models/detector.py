@@ -78,6 +78,11 @@ class Detector(pl.LightningModule):
                     module.eval()
         return self
 
+    @property
+    def attribution(self) -> bool:
+        """True when the classes are human plus generators rather than human vs ai."""
+        return self.classes != tuple(LABEL_NAMES.values())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for (batch, 1, n_mels, frames) log-mel inputs in dB."""
         x = (x - self.feature_mean) / self.feature_std
