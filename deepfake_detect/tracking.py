@@ -26,7 +26,8 @@ T = TypeVar("T")
 # never logged as params, since MLflow params are immutable.
 VOLATILE_PREFIXES = ("paths.", "logger.", "resume", "hydra.", "data.cache.",
                      "data.loader.num_workers", "data.loader.pin_memory",
-                     "data.loader.persistent_workers", "trainer.enable_progress_bar",
+                     "data.loader.persistent_workers", "data.loader.on_device",
+                     "trainer.enable_progress_bar",
                      "explain.", "trainer.gpu_per_job")
 
 

@@ -9,21 +9,27 @@ import torch
 
 from deepfake_detect.bench.cli import main
 
-FIGURES = {"a", "b", "b2", "c", "c0", "d", "e"}
+FIGURES = {"a", "b", "b0", "b2", "c", "c0", "c1", "d", "e"}
 
 
 def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
     threads = torch.get_num_threads()
     try:
-        assert main(["--size", "tiny", "--threads", "1", "--out", str(tmp_path / "r.json")]) == 0
+        # as on a GPU: b with the rows on the device, b0 read on the host by a worker
+        assert main(["--size", "tiny", "--threads", "1", "--on-device", "true",
+                     "--num-workers", "1", "--out", str(tmp_path / "r.json")]) == 0
     finally:
         torch.set_num_threads(threads)
     report = json.loads((tmp_path / "r.json").read_text())
     figures = {row["key"]: row for row in report["figures"]}
     assert set(figures) == FIGURES
     assert all(math.isfinite(row["value"]) for row in figures.values())
-    assert all(figures[k]["value"] > 0 for k in ("a", "b", "b2", "c", "d"))
-    assert all(figures[k]["ok"] in (True, False) for k in FIGURES - {"c0"})
+    assert all(figures[k]["value"] > 0 for k in ("a", "b", "b0", "b2", "c", "d"))
+    b, b0 = figures["b"]["details"], figures["b0"]["details"]
+    assert (b["rows_on_device"], b["num_workers"]) == (True, 0)
+    assert (b0["rows_on_device"], b0["num_workers"]) == (False, 1)
+    assert all(figures[k]["ok"] in (True, False) for k in FIGURES - {"c0", "c1"})
+    assert figures["c1"]["value"] > 0 and figures["c1"]["details"]["clips_each"] == 4
     assert figures["c"]["details"]["identical"] is True  # any worker count, same cache
     assert figures["d"]["details"]["max_abs_db"] <= 0.01
     table = capsys.readouterr().out

@@ -10,7 +10,7 @@ import torch
 
 from deepfake_detect import config
 from deepfake_detect.data.audio import AudioError
-from deepfake_detect.data.cache import FeatureCache
+from deepfake_detect.data.cache import FeatureCache, Request
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.datamodule import CacheConfig, FeatureDataset, LoaderConfig
 from deepfake_detect.errors import ConfigError
@@ -58,6 +58,27 @@ def test_any_worker_count_gives_the_same_entry_and_the_parent_warms_up(tmp_path)
     assert stats.reused == 1 and np.array_equal(again.features, expected)  # checksum holds
 
 
+def test_entries_missing_together_share_one_pool_and_hits_are_not_recomputed(tmp_path) -> None:
+    def request(i: int) -> Request:  # entries of 3 clips: too few for a pool alone
+        return Request({"entry": i}, CLIPS[3 * i:3 * i + 3], work, SHAPE, desc=f"e{i}")
+
+    cache = FeatureCache(tmp_path, workers=2)
+    calls_here.clear()
+    (_, stats), = cache.get_or_build_many([request(3)])
+    assert stats.built == 1 and len(calls_here) == 3  # alone: 3 < 2 x 2 workers, here
+    calls_here.clear()
+    got = cache.get_or_build_many([request(0), request(1), request(2), request(3), request(1)])
+    assert calls_here == [CLIPS[0].clip_id]  # one pool for the 9 missing clips of 3 entries
+    assert [s.built for _, s in got] == [1, 1, 1, 0, 0]
+    assert [s.reused for _, s in got] == [0, 0, 0, 1, 1]  # a hit, and a repeated request
+    assert got[1][0].path == got[4][0].path
+    for i, (entry, _) in enumerate(got[:4]):
+        usable = [c for c in CLIPS[3 * i:3 * i + 3] if c.clip_id != BAD]
+        assert [r["clip_id"] for r in entry.rows] == [c.clip_id for c in usable]
+        assert np.array_equal(entry.features,
+                              np.stack([work(c)[0] for c in usable]).astype(np.float32))
+
+
 def test_auto_workers_uses_the_available_cores(tmp_path) -> None:
     assert FeatureCache(tmp_path, workers="auto").workers == len(os.sched_getaffinity(0))
 
@@ -82,10 +103,22 @@ def test_a_corrupt_entry_is_detected_and_rebuilt(tmp_path, caplog) -> None:
     assert np.array_equal(rebuilt.features[-1], work(CLIPS[-1])[0].astype(np.float32))
 
 
+def test_auto_loader_workers_only_where_a_gpu_waits_for_them(monkeypatch) -> None:
+    import deepfake_detect.data.datamodule as datamodule
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert LoaderConfig().workers == 0 and LoaderConfig(num_workers=3).workers == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for cores, workers in ((16, 4), (4, 2), (1, 0)):
+        monkeypatch.setattr(datamodule, "available_cores", lambda cores=cores: cores)
+        assert LoaderConfig().workers == workers
+
+
 @pytest.mark.parametrize(("cls", "node", "key"), [
     (CacheConfig, {"store": "spectrogram"}, "data.cache.store"),
     (CacheConfig, {"workers": "all"}, "data.cache.workers"),
     (LoaderConfig, {"pin_memory": "yes"}, "data.loader.pin_memory"),
+    (LoaderConfig, {"num_workers": "many"}, "data.loader.num_workers"),
 ])
 def test_bad_performance_settings_name_their_key(cls, node, key) -> None:
     prefix = key.rsplit(".", 1)[0]

@@ -209,8 +209,9 @@ def test_ddp_on_cpu_two_processes_one_run_one_output_directory(tmp_path: Path) -
 
 def test_joblib_sweep_on_the_default_sqlite_store(tmp_path: Path) -> None:
     root = tmp_path / "out"
+    # A loader worker inside a joblib (loky) worker, whose default start method is not fork.
     out = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
-                  root=root)
+                  "data.loader.num_workers=1", root=root)
     assert "Joblib.Parallel(n_jobs=2" in out
     runs = runs_in(root, "deepfake-detect")
     assert sorted(r.data.params["seed"] for r in runs) == ["1", "2"]

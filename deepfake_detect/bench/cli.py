@@ -6,9 +6,11 @@ a. one training epoch of batches from the cache vs. the study's way (decode + li
    for every item, every epoch) -- goal >= 20x;
 b. training steps per second through the real DataModule vs. the same model on batches
    already in memory -- goal >= 0.9 (b2: the same with ``data.cache.store: waveform``, the
-   log-mel computed per batch on the training device);
+   log-mel computed per batch on the training device; b0, where the rows went to the device
+   (``data.loader.on_device``), the same with the rows read on the host);
 c. cache build throughput with one worker per core vs. one worker -- goal >= 0.8 x cores,
-   with the results identical (c0: the first-call cost the parent pays before forking);
+   with the results identical (c0: the first-call cost the parent pays before forking; c1:
+   the machine's own ceiling, one process per core running the same work with no cache);
 d. the batched torch log-mel on the training device (and on the CPU) vs. librosa: speed, and
    parity within ``torch_mel.PARITY_DB``;
 e. the peak RSS of cache builds of two sizes (fresh processes) and how it grows per clip.
@@ -47,14 +49,15 @@ class Size:
     repeats: int = 3
     mel_clips: int = 8
     memory: tuple[int, int] = (20, 80)
+    ceiling_clips: int = 8  # clips each process runs for c1
     memory_features: dict[str, Any] = field(default_factory=dict)
 
 
 SIZES = {
     "tiny": Size(clips=32, features={"sample_rate": 16000, "duration": 1.0, "n_mels": 32},
-                 batch_size=8, steps=2, rounds=1, cuda_steps=5, memory=(20, 80),
+                 batch_size=8, steps=2, rounds=1, cuda_steps=5, memory=(20, 80), ceiling_clips=4,
                  memory_features={"duration": 10.0}),
-    "full": Size(clips=128, features=STUDY, batch_size=32, steps=2, rounds=3, mel_clips=16,
+    "full": Size(clips=256, features=STUDY, batch_size=32, steps=2, rounds=3, mel_clips=16,
                  memory=(500, 2000), memory_features={"duration": 10.0}),
 }
 
@@ -94,7 +97,11 @@ def run(size: Size, device: str, audio: Path | None, workdir: Path,
     write_folder(workdir / "audio", size.clips, features.sample_rate, features.duration)
     say("c: building the cache with 1 worker, then with one per core")
     build, warm, dm = fig.build_throughput(setup)
-    out = [build, warm]
+    say("c1: the machine's own ceiling for that work")
+    ceiling = fig.ceiling_figure(setup, dm, size.ceiling_clips)
+    build.details["share_of_ceiling"] = build.value / ceiling.value
+    build.text += f"; {100 * build.value / ceiling.value:.0f} % of c1"
+    out = [build, ceiling, warm]
     wave_dm = setup.datamodule("cache-wave", workers=build.details["cores"], store="waveform",
                                distortion=distortion_preset("base"))
     wave_dm.prepare()
@@ -102,7 +109,11 @@ def run(size: Size, device: str, audio: Path | None, workdir: Path,
     out.insert(0, fig.epoch_figure(setup, dm, size.repeats))
     say("b: training steps")
     steps = size.cuda_steps if target.type == "cuda" else size.steps
-    out[1:1] = fig.steps_figures(setup, dm, wave_dm, steps, size.rounds)
+    host_dm = None
+    if dm.rows_on_device:  # show what keeping the rows on the device buys
+        host_dm = setup.datamodule("cache-n", workers=1, loader={"on_device": False})
+        host_dm.prepare()  # all hits
+    out[1:1] = fig.steps_figures(setup, dm, wave_dm, host_dm, steps, size.rounds)
     say("d: torch log-mel vs librosa")
     files = sorted(p for p in (audio or workdir / "audio").rglob("*")
                    if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
@@ -137,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     parser.add_argument("--audio", type=Path,
                         help="real audio files (a folder) for the log-mel parity and speed")
-    parser.add_argument("--num-workers", type=int, help="data.loader.num_workers (default 0)")
+    parser.add_argument("--num-workers", type=int,
+                        help="data.loader.num_workers (default: auto, the DataModule's)")
+    parser.add_argument("--on-device", choices=["auto", "true", "false"],
+                        help="data.loader.on_device (default: auto, the DataModule's)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--workdir", type=Path, help="keep the clips and caches here")
     return parser
@@ -146,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     size = SIZES[args.size]
-    loader = {} if args.num_workers is None else {"num_workers": args.num_workers}
+    loader: dict[str, Any] = {}
+    if args.num_workers is not None:
+        loader["num_workers"] = args.num_workers
+    if args.on_device is not None:
+        loader["on_device"] = {"true": True, "false": False}.get(args.on_device, "auto")
     if args.threads:
         import torch
 

@@ -52,14 +52,17 @@ class Setup:
     loader: dict[str, Any] = field(default_factory=dict)
 
     def datamodule(self, cache: str, workers: int, store: str = "features",
-                   distortion: dist.Distortion | None = None) -> AudioDataModule:
+                   distortion: dist.Distortion | None = None,
+                   loader: dict[str, Any] | None = None) -> AudioDataModule:
         distortion = distortion or self.distortion
         data = {"source": {"name": "folder", "root": str(self.root / "audio"),
                            "duration": self.features.duration},
                 "split": {"val": 0.15, "test": 0.15, "seed": 0},
-                "loader": {"batch_size": self.batch_size, **self.loader},
+                "loader": {"batch_size": self.batch_size, **self.loader, **(loader or {})},
                 "cache": {"dir": str(self.root / cache), "workers": workers, "store": store}}
-        return AudioDataModule(data, self.features, distortion, [distortion], seed=0)
+        dm = AudioDataModule(data, self.features, distortion, [distortion], seed=0)
+        dm.device = self.device  # as a Trainer on this device would (on_device: auto)
+        return dm
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -106,6 +109,38 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     return build, warm, parallel
 
 
+def _work_alone(work: FeatureWork, clips: list, _: int) -> float:
+    """Seconds for ``clips`` one after another in this (forked, one-thread) process."""
+    from deepfake_detect.data.cache import _one_thread_each
+
+    _one_thread_each()
+    return timed(lambda: [work(clip) for clip in clips])
+
+
+def ceiling_figure(setup: Setup, dm: AudioDataModule, clips_each: int) -> Figure:
+    """What the machine itself allows for this work: one process per core, all at once, each
+    running the same clips through the same work (no cache, no pool, nothing sent back) vs.
+    one process alone. Each times itself, so process start-up is left out. Memory bandwidth,
+    shared caches, clock boost and sibling hyper-threads all show up here."""
+    import functools
+    from multiprocessing import get_context
+
+    work = FeatureWork(dm.source, setup.distortion, setup.features, seed=0)
+    clips = dm.source.clips()[:clips_each]
+    cores = available_cores()
+    job = functools.partial(_work_alone, work, clips)
+    with get_context("fork").Pool(1) as pool:
+        alone = min(pool.map(job, range(2)))  # twice: the second is warm
+    with get_context("fork").Pool(cores) as pool:
+        together = max(pool.map(job, range(cores), chunksize=1))
+    ratio = cores * alone / together
+    return Figure("c1", f"machine ceiling: {cores} processes at once vs 1", ratio,
+                  f"{ratio:.2f}x ({len(clips)} clips each: {alone:.2f} s alone, {together:.2f} s "
+                  f"with {cores} at once)",
+                  details={"cores": cores, "clips_each": len(clips), "alone_s": alone,
+                           "together_s": together})
+
+
 # --- a. one epoch of data --------------------------------------------------------------------
 
 
@@ -130,7 +165,7 @@ class StudyDataset(Dataset):
 def _drain(setup: Setup, dm: AudioDataModule, loader: DataLoader) -> int:
     items = 0
     for x, _, _ in loader:
-        x = dm.to_log_mel(x.to(setup.device, non_blocking=True))
+        x = dm.model_input(x.to(setup.device, non_blocking=True))
         items += len(x)
     setup.sync()
     return items
@@ -157,15 +192,16 @@ def epoch_figure(setup: Setup, dm: AudioDataModule, repeats: int) -> Figure:
 
 
 def _batches(setup: Setup, dm: AudioDataModule) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Training batches on the device, epoch after epoch; an epoch's last, smaller batch is
-    read but not yielded, so that every timed step does the same work."""
+    """Training batches on the device, epoch after epoch from one loader (as a Trainer uses
+    it: persistent workers survive the epochs); an epoch's last, smaller batch is read but not
+    yielded, so that every timed step does the same work."""
+    loader = dm.train_dataloader()
     for epoch in itertools.count():
-        loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)
         for x, y, _ in loader:
             if len(y) < setup.batch_size <= len(loader.dataset):
                 continue
-            x = dm.to_log_mel(x.to(setup.device, non_blocking=True))
+            x = dm.model_input(x.to(setup.device, non_blocking=True))
             yield x, y.to(setup.device, non_blocking=True)
 
 
@@ -195,38 +231,52 @@ def _steps(setup: Setup, model, optimizer, batches: Iterator,
     return time.perf_counter() - start, waiting
 
 
-def steps_figures(setup: Setup, dm: AudioDataModule, wave_dm: AudioDataModule, steps: int,
-                  rounds: int) -> list[Figure]:
+def steps_figures(setup: Setup, dm: AudioDataModule, wave_dm: AudioDataModule,
+                  host_dm: AudioDataModule | None, steps: int, rounds: int) -> list[Figure]:
     """Steps/s through the real DataModule (log-mels cached; waveforms cached with the log-mel
-    on the device) vs. the same model on batches already in device memory. The variants take
-    turns, in a rotating order; each keeps its best round."""
+    on the device; and, where the defaults keep the rows on the device, the same with rows
+    read on the host) vs. the same model on batches already in device memory. The variants
+    take turns, in a rotating order; each keeps its best round."""
     model, optimizer = _model(setup, dm)
     real = _batches(setup, dm)
     memory = [next(real) for _ in range(min(steps, 8))]
     in_memory = itertools.cycle(memory)
     wave = _batches(setup, wave_dm)
     _steps(setup, model, optimizer, in_memory, 1)  # warm-up: allocator, kernels
-    next(wave)  # builds the device's LogMel
+    next(wave)  # builds the device's LogMel and starts its workers
     variants = [("memory", in_memory), ("cache", real), ("wave", wave)]
+    if host_dm is not None:
+        variants.append(("host", _batches(setup, host_dm)))
     best = {name: (math.inf, 0.0) for name, _ in variants}
     for turn in range(rounds):  # each round starts with another variant
-        for name, batches in variants[turn % 3:] + variants[: turn % 3]:
+        k = turn % len(variants)
+        for name, batches in variants[k:] + variants[:k]:
             best[name] = min(best[name], _steps(setup, model, optimizer, batches, steps))
     rate = {name: steps / seconds for name, (seconds, _) in best.items()}
-    loader = dm.train_dataloader()
-    settings = {"num_workers": loader.num_workers, "pin_memory": loader.pin_memory,
-                "batch_size": loader.batch_size, "device": str(setup.device)}
+    rows = [("b", "cache", "log-mel cache", dm), ("b2", "wave", "waveform cache", wave_dm)]
+    if host_dm is not None:
+        rows.append(("b0", "host", "log-mel cache, rows read on the host", host_dm))
     out = []
-    for key, name, what in (("b", "cache", "log-mel cache"),
-                            ("b2", "wave", "waveform cache")):
+    for key, name, what, module in rows:
         ratio = rate[name] / rate["memory"]
         share = best[name][1] / best[name][0]  # robust where the machine is shared
+        loader = module.train_dataloader()
+        settings = {"rows_on_device": module.rows_on_device, "num_workers": loader.num_workers,
+                    "pin_memory": loader.pin_memory, "batch_size": loader.batch_size,
+                    "device": str(setup.device)}
         out.append(Figure(key, f"steps/s: DataModule ({what}) vs in memory", ratio,
                           f"{ratio:.2f} ({rate[name]:.2f} vs {rate['memory']:.2f} steps/s; "
-                          f"waiting for data {100 * share:.1f} %)", ">= 0.9", ratio >= 0.9,
+                          f"waiting for data {100 * share:.1f} %; "
+                          f"{_how(settings)})", ">= 0.9", ratio >= 0.9,
                           {"steps_per_s": rate[name], "memory_steps_per_s": rate["memory"],
                            "data_wait_share": share, **settings}))
     return out
+
+
+def _how(settings: dict[str, Any]) -> str:
+    if settings["rows_on_device"]:
+        return "rows on the device"
+    return f"{settings['num_workers']} loader workers{', pinned' if settings['pin_memory'] else ''}"
 
 
 # --- d. torch log-mel vs librosa -------------------------------------------------------------

@@ -8,14 +8,17 @@ makes the first job build an entry while the others wait and then read it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 Work = Callable[[Clip], tuple[np.ndarray, dict[str, Any]]]
+Result = tuple[np.ndarray, dict[str, Any]] | str  # a clip's features and params, or why not
 
 
 @dataclass
@@ -102,6 +106,21 @@ def _file_checksum(path: Path, block: int = 1 << 20) -> str:
     return f"{crc:08x}"
 
 
+@dataclass
+class Request:
+    """One entry to load or build: what it depends on, its clips, the per-clip work."""
+
+    parts: dict[str, Any]
+    clips: Sequence[Clip]
+    work: Work
+    shape: tuple[int, ...]
+    desc: str
+
+    @cached_property
+    def key(self) -> str:
+        return entry_key(self.parts)
+
+
 class FeatureCache:
     """A folder of entries ``<root>/<key>/{features.npy, clips.json, meta.json}``."""
 
@@ -112,52 +131,92 @@ class FeatureCache:
     def get_or_build(self, parts: dict[str, Any], clips: Sequence[Clip], work: Work,
                      shape: tuple[int, ...], desc: str) -> tuple[CacheEntry, BuildStats]:
         """Load the entry for ``parts`` or build it by running ``work`` on every clip."""
-        key = entry_key(parts)
-        path = self.root / key
-        self.root.mkdir(parents=True, exist_ok=True)
-        stats = BuildStats()
-        with FileLock(str(self.root / f"{key}.lock")):
-            if path.exists():
-                entry, problem = _load(path, shape)
-                if entry is not None:
-                    stats.reused = 1
-                    log.info("cache hit: %s (%s)", desc, key[:12])
-                    return entry, stats
-                log.warning("cache entry %s for %s is corrupt (%s): rebuilding it",
-                            path, desc, problem)
-                stats.rebuilt_corrupt = 1
-                shutil.rmtree(path, ignore_errors=True)
-            self._build(path, parts, clips, work, shape, desc)
-            stats.built = 1
-            stats.clips_computed = len(clips)
-            entry, problem = _load(path, shape)
-            assert entry is not None, problem
-            return entry, stats
+        return self.get_or_build_many([Request(parts, clips, work, shape, desc)])[0]
 
-    def _build(self, path: Path, parts: dict[str, Any], clips: Sequence[Clip], work: Work,
-               shape: tuple[int, ...], desc: str) -> None:
+    def get_or_build_many(self, requests: Sequence[Request]
+                          ) -> list[tuple[CacheEntry, BuildStats]]:
+        """Load each request's entry; build all the missing ones in one pass over one pool of
+        workers, so that small entries (val, test) share the cores with the large ones
+        instead of each waiting for its own pool (or running alone)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        unique: dict[str, Request] = {}
+        for request in requests:
+            unique.setdefault(request.key, request)
+        stats = {key: BuildStats() for key in unique}
+        entries: dict[str, CacheEntry] = {}
+        for key, request in unique.items():  # hits, each under its own lock
+            with self._lock(key):
+                hit = self._load_or_clear(key, request, stats[key])
+            if hit is not None:
+                entries[key] = hit
+        missing = sorted(key for key in unique if key not in entries)
+        with ExitStack() as locks:
+            for key in missing:  # in key order: jobs that share entries cannot deadlock
+                locks.enter_context(self._lock(key))
+            todo = []
+            for key in sorted(missing, key=list(unique).index):  # built in request order
+                hit = self._load_or_clear(key, unique[key], stats[key])  # built meanwhile?
+                if hit is None:
+                    todo.append(unique[key])
+                else:
+                    entries[key] = hit
+            tasks = [(request.work, clip) for request in todo for clip in request.clips]
+            with closing(self._run(tasks, ", ".join(r.desc for r in todo))) as results:
+                for request in todo:
+                    path = self.root / request.key
+                    self._build(path, request, itertools.islice(results, len(request.clips)))
+                    entry, problem = _load(path, request.shape)
+                    assert entry is not None, problem
+                    entries[request.key] = entry
+                    stats[request.key].built = 1
+                    stats[request.key].clips_computed = len(request.clips)
+        return [(entries[r.key], stats[r.key] if r is unique[r.key] else BuildStats(reused=1))
+                for r in requests]
+
+    def _lock(self, key: str) -> FileLock:
+        return FileLock(str(self.root / f"{key}.lock"))
+
+    def _load_or_clear(self, key: str, request: Request, stats: BuildStats
+                       ) -> CacheEntry | None:
+        """The entry if it is on disk and sound; a corrupt one is removed (and counted)."""
+        path = self.root / key
+        if not path.exists():
+            return None
+        entry, problem = _load(path, request.shape)
+        if entry is not None:
+            stats.reused = 1
+            log.info("cache hit: %s (%s)", request.desc, key[:12])
+            return entry
+        log.warning("cache entry %s for %s is corrupt (%s): rebuilding it", path,
+                    request.desc, problem)
+        stats.rebuilt_corrupt = 1
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+
+    def _build(self, path: Path, request: Request, results: Iterator[Result]) -> None:
+        """Write ``request``'s entry from its clips' ``results`` (in clip order)."""
         for stale in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build
             shutil.rmtree(stale, ignore_errors=True)
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True)
-        n = len(clips)
+        shape, desc = tuple(request.shape), request.desc
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         crc = 0
         # Rows are appended with plain writes (no memory map): the build's memory does not
         # grow with the entry, and the page cache, not the process, holds what was written.
         with open(tmp / "features.npy", "wb") as handle:
-            offset = _write_header(handle, (n, *shape))
-            for clip, result in zip(clips, self._run(work, clips, desc), strict=True):
+            offset = _write_header(handle, (len(request.clips), *shape))
+            for clip, result in zip(request.clips, results, strict=True):
                 if isinstance(result, str):
                     skipped.append({"clip_id": clip.clip_id, "path": clip.path or "",
                                     "label": clip.label, "reason": result})
                     continue
                 features, params = result
                 row = np.ascontiguousarray(features, dtype=np.float32)
-                if row.shape != tuple(shape):
+                if row.shape != shape:
                     raise ValueError(f"{desc}: clip {clip.clip_id} gave an array of shape "
-                                     f"{row.shape}, expected {tuple(shape)}")
+                                     f"{row.shape}, expected {shape}")
                 handle.write(row.data)
                 crc = zlib.crc32(row.data, crc)
                 rows.append({"clip_id": clip.clip_id, "label": clip.label,
@@ -167,38 +226,42 @@ class FeatureCache:
             if _write_header(handle, (len(rows), *shape)) != offset:
                 raise RuntimeError("npy header length changed")  # numpy pads it: never
         _write_json(tmp / "clips.json", {"rows": rows, "skipped": skipped})
-        _write_json(tmp / "meta.json", {"parts": parts, "shape": [len(rows), *shape],
+        _write_json(tmp / "meta.json", {"parts": request.parts, "shape": [len(rows), *shape],
                                         "checksum": f"{crc:08x}", "desc": desc})
         os.replace(tmp, path)
         if skipped:
-            log.warning("%s: skipped %d of %d clips (see %s)", desc, len(skipped), n,
-                        path / "clips.json")
+            log.warning("%s: skipped %d of %d clips (see %s)", desc, len(skipped),
+                        len(request.clips), path / "clips.json")
 
-    def _run(self, work: Work, clips: Sequence[Clip], desc: str):
+    def _run(self, tasks: Sequence[tuple[Work, Clip]], desc: str) -> Iterator[Result]:
+        """Each task's result, in order: here with one worker, else from a pool of forks."""
         from threadpoolctl import threadpool_limits
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(clips), desc=f"features [{desc}]", unit="clip",
-                   disable=len(clips) < 2, leave=False)
+        bar = tqdm(total=len(tasks), desc=f"features [{desc}]", unit="clip",
+                   disable=len(tasks) < 2, leave=False)
         # One BLAS/OpenMP thread per process whatever the worker count, so that 1 and N
         # workers give bit-identical entries (summation order follows the thread count).
         with bar, threadpool_limits(1):
-            if self.workers == 1 or len(clips) < 2 * self.workers:
-                for clip in clips:
-                    yield _safe(work, clip)
+            if self.workers == 1 or len(tasks) < 2 * self.workers:
+                for task in tasks:
+                    yield _safe(task)
                     bar.update()
                 return
             # The first clip runs here, before forking: the workers inherit its lazy imports
             # and numba's compiled functions instead of each paying for them (seconds).
-            yield _safe(work, clips[0])
+            yield _safe(tasks[0])
             bar.update()
-            rest = clips[1:]
+            rest = tasks[1:]
             chunk = max(1, len(rest) // (self.workers * 8))
-            with ProcessPoolExecutor(self.workers, mp_context=get_context("fork"),
-                                     initializer=_one_thread_each) as pool:
-                for result in pool.map(_safe, [work] * len(rest), rest, chunksize=chunk):
+            pool = ProcessPoolExecutor(self.workers, mp_context=get_context("fork"),
+                                       initializer=_one_thread_each)
+            try:
+                for result in pool.map(_safe, rest, chunksize=chunk):
                     yield result
                     bar.update()
+            finally:  # on an error or Ctrl-C, clips not yet started are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _one_thread_each() -> None:
@@ -210,8 +273,9 @@ def _one_thread_each() -> None:
     threadpool_limits(1)
 
 
-def _safe(work: Work, clip: Clip) -> tuple[np.ndarray, dict[str, Any]] | str:
-    """Run ``work``; a bad clip becomes its reason (a string) instead of an exception."""
+def _safe(task: tuple[Work, Clip]) -> Result:
+    """Run ``work`` on ``clip``; a bad clip becomes its reason (a string), not an exception."""
+    work, clip = task
     try:
         return work(clip)
     except AudioError as err:

@@ -7,6 +7,7 @@ feature config, the training distortion and the test distortions from the caller
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,8 +18,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deepfake_detect.config import build, one_of, require
 from deepfake_detect.data import distortions as dist
-from deepfake_detect.data.cache import BuildStats, CacheEntry, FeatureCache
+from deepfake_detect.data.cache import (
+    BuildStats,
+    CacheEntry,
+    FeatureCache,
+    Request,
+    available_cores,
+)
 from deepfake_detect.data.clips import Clip
+from deepfake_detect.data.device_rows import DeviceRows, IndexDataset, fits
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
 from deepfake_detect.data.splits import SplitConfig, check_not_empty, split_clips
@@ -36,17 +44,31 @@ class LoaderConfig:
     """The ``data.loader`` node."""
 
     batch_size: int = 32
-    num_workers: int = 0
+    num_workers: int | str = "auto"  # auto: see ``workers``
     pin_memory: bool | str = "auto"  # auto: pinned when CUDA is available
     persistent_workers: bool = True  # only with num_workers > 0
+    on_device: bool | str = "auto"  # keep cached rows in the training device's memory
 
     def __post_init__(self) -> None:
         require(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size",
                 f"must be a positive integer, got {self.batch_size!r}")
-        require(isinstance(self.num_workers, int) and self.num_workers >= 0, "num_workers",
-                f"must be an integer >= 0, got {self.num_workers!r}")
+        require(self.num_workers == "auto"
+                or (isinstance(self.num_workers, int) and self.num_workers >= 0),
+                "num_workers", f"must be an integer >= 0 or auto, got {self.num_workers!r}")
         require(self.pin_memory in (True, False, "auto"), "pin_memory",
                 f"must be true, false or auto, got {self.pin_memory!r}")
+        require(self.on_device in (True, False, "auto"), "on_device",
+                f"must be true, false or auto, got {self.on_device!r}")
+
+    @property
+    def workers(self) -> int:
+        """Loader processes. ``auto``: none on a CPU-only machine (reading rows of a memory
+        map costs far less than a CPU training step, and workers would take the model's
+        cores); with CUDA, up to 4 (half the cores), so that reading, collating and pinning
+        a batch never holds up the Python thread that launches the GPU's work."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        return min(4, available_cores() // 2) if torch.cuda.is_available() else 0
 
     @property
     def pin(self) -> bool:
@@ -92,8 +114,17 @@ class FeatureDataset(Dataset):
     ``targets`` defaults to the entry's binary labels (see :mod:`deepfake_detect.task`)."""
 
     def __init__(self, entry: CacheEntry, targets: np.ndarray | None = None):
+        self.path = entry.path
         self.features = entry.features
         self.labels = entry.labels if targets is None else targets
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Loader workers started by spawn or forkserver (not fork) get the path, not the rows.
+        return {**self.__dict__, "features": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.features = np.load(self.path / "features.npy", mmap_mode="c")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -141,6 +172,8 @@ class AudioDataModule(pl.LightningDataModule):
         self.cache = FeatureCache(cache_cfg.dir, workers=cache_cfg.workers)
         self.waveform_store = cache_cfg.store == "waveform"
         self._log_mel: dict[str, Any] = {}  # device -> torch_mel.LogMel
+        self.device: torch.device | None = None  # batches' device; else the Trainer's
+        self._device_rows: DeviceRows | None = None
         self.features = features
         self.train_distortion = train_distortion
         self.test_distortions = test_distortions
@@ -164,8 +197,11 @@ class AudioDataModule(pl.LightningDataModule):
         log.info("clips: %s", {name: len(clips) for name, clips in splits.items()})
         plan = [("train", "train", self.train_distortion), ("val", "val", self.train_distortion)]
         plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
-        for name, split, distortion in plan:
-            self.entries[name] = self._entry(splits[split], split, distortion)
+        requests = [self._request(splits[split], split, d) for _, split, d in plan]
+        for (name, _, _), (entry, stats) in zip(
+                plan, self.cache.get_or_build_many(requests), strict=True):
+            self.entries[name] = entry
+            self.stats.add(stats)
         for name, entry in self.entries.items():
             if len(entry.rows) == 0:
                 from deepfake_detect.errors import DataError
@@ -181,7 +217,7 @@ class AudioDataModule(pl.LightningDataModule):
             _report_open_set(self.targets, self.entries)
         self._prepared = True
 
-    def _entry(self, clips: list[Clip], split: str, distortion: dist.Distortion) -> CacheEntry:
+    def _request(self, clips: list[Clip], split: str, distortion: dist.Distortion) -> Request:
         parts = {"source": self.source.signature(), "split": split,
                  "clips": [c.clip_id for c in clips], "distortion": distortion.as_dict(),
                  "distortion_seed": self.seed, "features": self.features.as_dict()}
@@ -192,10 +228,7 @@ class AudioDataModule(pl.LightningDataModule):
             shape = (self.features.n_samples,)
         work = FeatureWork(self.source, distortion, self.features, self.seed,
                            self.waveform_store)
-        entry, stats = self.cache.get_or_build(parts, clips, work, shape,
-                                               desc=f"{split}/{distortion.name}")
-        self.stats.add(stats)
-        return entry
+        return Request(parts, clips, work, shape, desc=f"{split}/{distortion.name}")
 
     @property
     def skipped(self) -> list[dict[str, Any]]:
@@ -208,13 +241,45 @@ class AudioDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
+    def _batch_device(self) -> torch.device | None:
+        if self.device is not None:
+            return torch.device(self.device)
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else None
+
+    @property
+    def rows_on_device(self) -> bool:
+        """Whether the loaders ship row indices for :meth:`model_input` to gather on the
+        batches' device (``data.loader.on_device``; auto: a CUDA device with room)."""
+        if self._device_rows is None:
+            setting = self.loader.on_device
+            if setting is False or not self.entries:
+                return False
+            rows = DeviceRows(self.entries)
+            if setting is True or (setting == "auto" and fits(rows.nbytes,
+                                                              self._batch_device())):
+                self._device_rows = rows
+            else:
+                return False
+        return True
+
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         cfg = self.loader
-        dataset = FeatureDataset(self.entries[name], self.targets.get(name))
+        targets = self.targets.get(name)
+        if self.rows_on_device:
+            assert self._device_rows is not None and targets is not None
+            dataset: Dataset = IndexDataset(self._device_rows.offsets[name], targets)
+            workers, pin = 0, False  # a batch is a few hundred bytes of indices
+        else:
+            dataset = FeatureDataset(self.entries[name], targets)
+            workers, pin = cfg.workers, cfg.pin
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else None
+        # fork: workers share the memory map (spawn or forkserver, the default in some
+        # processes -- joblib's loky workers, Python >= 3.14 -- would reopen it per worker).
+        context = "fork" if workers and "fork" in mp.get_all_start_methods() else None
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                          num_workers=cfg.num_workers, pin_memory=cfg.pin,
-                          persistent_workers=cfg.persistent_workers and cfg.num_workers > 0)
+                          num_workers=workers, pin_memory=pin, multiprocessing_context=context,
+                          persistent_workers=cfg.persistent_workers and workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -228,7 +293,7 @@ class AudioDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """The validation set: ``trainer.predict(model, datamodule=dm)`` scores it to choose
-        the decision threshold (through this module, so batches get ``to_log_mel``)."""
+        the decision threshold (through this module, so batches get ``model_input``)."""
         return self.val_dataloader()
 
     def to_log_mel(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,11 +310,20 @@ class AudioDataModule(pl.LightningDataModule):
         with torch.no_grad():
             return self._log_mel[key](x)
 
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs from a loader's ``x`` on the batches' device: row indices become the
+        rows (``on_device``), then :meth:`to_log_mel`. Code that iterates the loaders itself
+        calls this after moving ``x``."""
+        if x.dtype == torch.int64 and x.ndim == 1:
+            assert self._device_rows is not None, "index batches without rows on the device"
+            x = self._device_rows.gather(x)
+        return self.to_log_mel(x)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Lightning calls this on the training device for every batch of a Trainer that was
         given this module (``datamodule=dm``)."""
         x, *rest = batch
-        return (self.to_log_mel(x), *rest)
+        return (self.model_input(x), *rest)
 
     def _host_log_mel(self, rows: np.ndarray) -> np.ndarray:
         return self.to_log_mel(torch.from_numpy(np.asarray(rows))).numpy()
@@ -269,7 +343,10 @@ class AudioDataModule(pl.LightningDataModule):
         """One split under one distortion (cached), without preparing the others."""
         splits = split_clips(self.source.clips(), self.split_cfg)
         check_not_empty(splits)
-        return self._entry(splits[split], split, distortion)
+        (entry, stats), = self.cache.get_or_build_many(
+            [self._request(splits[split], split, distortion)])
+        self.stats.add(stats)
+        return entry
 
     def describe(self) -> dict[str, Any]:
         out = {"clips": {name: len(e.rows) for name, e in self.entries.items()},

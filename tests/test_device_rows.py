@@ -1,0 +1,61 @@
+"""``data.loader.on_device``: loaders ship row indices, the rows are gathered on the device."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import torch
+
+from deepfake_detect.data.datamodule import FeatureDataset
+from deepfake_detect.train import plan, train
+
+
+def prepared(make_cfg, cache, *overrides: str):
+    dm = plan(make_cfg(f"data.cache.dir={cache}", "eval.distortions=[base,pitch]",
+                       *overrides)).datamodule
+    dm.prepare()
+    return dm
+
+
+def loaders(dm) -> dict[str, torch.utils.data.DataLoader]:
+    return {"train": dm.train_dataloader(), "val": dm.val_dataloader(),
+            **dict(zip([f"test/{n}" for n in dm.test_names], dm.test_dataloader(),
+                       strict=True))}
+
+
+def test_rows_on_the_device_are_the_memory_mapped_rows(make_cfg, tmp_path) -> None:
+    host = prepared(make_cfg, tmp_path / "cache", "data.loader.on_device=false")
+    auto = prepared(make_cfg, tmp_path / "cache")
+    assert not auto.rows_on_device  # auto: only a CUDA device (this is a CPU)
+    device = prepared(make_cfg, tmp_path / "cache", "data.loader.on_device=true")
+    assert device.rows_on_device
+    for (name, on_device), from_host in zip(loaders(device).items(), loaders(host).values(),
+                                            strict=True):
+        assert on_device.num_workers == 0 and not on_device.pin_memory
+        for batch, expected in zip(on_device, from_host, strict=True):
+            assert batch[0].dtype == torch.int64 and batch[0].ndim == 1  # indices only
+            x, y, index = device.on_after_batch_transfer(batch, 0)
+            assert torch.equal(x, expected[0]), name  # bit-identical rows
+            assert torch.equal(y, expected[1]) and torch.equal(index, expected[2])
+
+
+def test_training_with_rows_on_the_device_gives_the_same_numbers(make_cfg, tmp_path) -> None:
+    results = [train(make_cfg(f"data.loader.on_device={flag}", "eval.distortions=[base]",
+                              f"data.cache.dir={tmp_path / 'cache'}",
+                              root=tmp_path / flag))
+               for flag in ("false", "true")]
+    metrics = [{k: v for k, v in r.items() if k.startswith(("test/", "threshold"))}
+               for r in results]
+    assert metrics[0] and metrics[0] == metrics[1]
+
+
+def test_a_dataset_travels_to_spawned_workers_as_its_path(make_cfg, tmp_path) -> None:
+    dm = prepared(make_cfg, tmp_path / "cache")
+    dataset = FeatureDataset(dm.entries["train"], dm.targets["train"])
+    blob = pickle.dumps(dataset)
+    assert len(blob) < 4096 < dataset.features.nbytes  # the rows stay in the file
+    copy = pickle.loads(blob)
+    assert isinstance(copy.features, np.memmap)
+    assert all(torch.equal(a, b) for a, b in zip(copy[3], dataset[3], strict=True)
+               if isinstance(a, torch.Tensor))
