@@ -5,9 +5,11 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 import torch
 
 from deepfake_detect.data.datamodule import FeatureDataset
+from deepfake_detect.errors import ConfigError
 from deepfake_detect.train import plan, train
 
 
@@ -59,3 +61,11 @@ def test_a_dataset_travels_to_spawned_workers_as_its_path(make_cfg, tmp_path) ->
     assert isinstance(copy.features, np.memmap)
     assert all(torch.equal(a, b) for a, b in zip(copy[3], dataset[3], strict=True)
                if isinstance(a, torch.Tensor))
+
+
+def test_rows_that_do_not_fit_the_device_name_the_key(make_cfg, tmp_path, monkeypatch) -> None:
+    dm = prepared(make_cfg, tmp_path / "cache", "data.loader.on_device=true")
+    assert dm.rows_on_device
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1, 80 << 30))
+    with pytest.raises(ConfigError, match=r"data\.loader\.on_device.*GB free"):
+        dm._device_rows.table(torch.device("cuda:0"))  # checked before anything is allocated

@@ -26,7 +26,7 @@ from deepfake_detect.data.cache import (
     available_cores,
 )
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.device_rows import DeviceRows, IndexDataset, fits
+from deepfake_detect.data.device_rows import DEVICE_SHARE, DeviceRows, IndexDataset, fits
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
 from deepfake_detect.data.splits import SplitConfig, check_not_empty, split_clips
@@ -255,12 +255,13 @@ class AudioDataModule(pl.LightningDataModule):
             setting = self.loader.on_device
             if setting is False or not self.entries:
                 return False
-            rows = DeviceRows(self.entries)
-            if setting is True or (setting == "auto" and fits(rows.nbytes,
-                                                              self._batch_device())):
-                self._device_rows = rows
-            else:
+            rows, device = DeviceRows(self.entries), self._batch_device()
+            if setting == "auto" and not fits(rows.nbytes, device):
+                if device is not None and device.type == "cuda":
+                    log.info("cached rows (%.2f GB) stay on the host: more than %d %% of %s",
+                             rows.nbytes / 1e9, 100 * DEVICE_SHARE, device)
                 return False
+            self._device_rows = rows
         return True
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from deepfake_detect.config import require
 from deepfake_detect.data.cache import CacheEntry
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ class DeviceRows:
     def table(self, device: torch.device) -> torch.Tensor:
         key = str(device)
         if key not in self._tables:
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                require(self.nbytes < free, "data.loader.on_device",
+                        f"the cached rows need {self.nbytes / 1e9:.2f} GB on {device}, which has "
+                        f"{free / 1e9:.2f} GB free: set it to auto or false (rows read on the "
+                        "host)")
             table = torch.empty((self.rows, *self.row_shape), dtype=torch.float32,
                                 device=device)
             for name, entry in self.entries.items():
