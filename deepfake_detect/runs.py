@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_detect.scaling import resolve_trainer
-from deepfake_detect.tracking import flatten
+from deepfake_detect.tracking import VOLATILE_PREFIXES, flatten
 
-IGNORED_PREFIXES = (
-    "paths.", "logger.", "resume", "hydra.", "data.cache.", "data.loader.num_workers",
-    "data.loader.pin_memory", "data.loader.persistent_workers", "trainer.enable_progress_bar",
-    "trainer.enable_model_summary", "trainer.log_every_n_steps", "explain.",
-    "trainer.channels_last", "trainer.gpu_per_job",  # memory layout, GPU choice
-)
+# Not part of a run's identity: everything never logged as a param, and display settings.
+IGNORED_PREFIXES = (*VOLATILE_PREFIXES, "trainer.enable_model_summary",
+                    "trainer.log_every_n_steps", "trainer.channels_last")
 
 
 def signature(resolved: Mapping[str, Any]) -> str:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Keys whose values may differ between a run and its resumption (or are not results-relevant):
-# never logged as params, since MLflow params are immutable.
+# never logged as params, since MLflow params are immutable, nor part of a run's signature
+# (runs.IGNORED_PREFIXES).
 VOLATILE_PREFIXES = ("paths.", "logger.", "resume", "hydra.", "data.cache.",
                      "data.loader.num_workers", "data.loader.pin_memory",
                      "data.loader.persistent_workers", "data.loader.on_device",

@@ -106,12 +106,20 @@ def test_a_corrupt_entry_is_detected_and_rebuilt(tmp_path, caplog) -> None:
 def test_auto_loader_workers_only_where_a_gpu_waits_for_them(monkeypatch) -> None:
     import deepfake_detect.data.datamodule as datamodule
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert LoaderConfig().workers == 0 and LoaderConfig(num_workers=3).workers == 3
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    for cores, workers in ((16, 4), (4, 2), (1, 0)):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine
+    monkeypatch.setattr(datamodule, "available_cores", lambda: 16)
+    auto = LoaderConfig()
+    assert (auto.workers_for(gpu), auto.pin_for(gpu)) == (4, True)
+    assert (auto.workers_for(cpu), auto.pin_for(cpu)) == (0, False)  # a CPU trainer there
+    assert auto.workers_for(None) == 4  # no Trainer: CUDA if there is one
+    assert LoaderConfig(num_workers=3, pin_memory=False).workers_for(gpu) == 3
+    assert not LoaderConfig(pin_memory=False).pin_for(gpu)
+    for cores, workers in ((4, 2), (1, 0)):
         monkeypatch.setattr(datamodule, "available_cores", lambda cores=cores: cores)
-        assert LoaderConfig().workers == workers
+        assert auto.workers_for(gpu) == workers
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto.workers_for(None) == 0
 
 
 @pytest.mark.parametrize(("cls", "node", "key"), [

@@ -7,9 +7,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from deepfake_detect.data.datamodule import FeatureDataset
 from deepfake_detect.errors import ConfigError
+from deepfake_detect.runs import run_name
 from deepfake_detect.train import plan, train
 
 
@@ -42,10 +44,13 @@ def test_rows_on_the_device_are_the_memory_mapped_rows(make_cfg, tmp_path) -> No
             assert torch.equal(y, expected[1]) and torch.equal(index, expected[2])
 
 
-def test_training_with_rows_on_the_device_gives_the_same_numbers(make_cfg, tmp_path) -> None:
+@pytest.mark.parametrize("precision", ["32-true", "64-true"])
+def test_training_with_rows_on_the_device_gives_the_same_numbers(make_cfg, tmp_path,
+                                                                 precision) -> None:
+    # 64-true: gathered rows get the precision's dtype, as Lightning gives host batches
     results = [train(make_cfg(f"data.loader.on_device={flag}", "eval.distortions=[base]",
                               f"data.cache.dir={tmp_path / 'cache'}",
-                              root=tmp_path / flag))
+                              f"trainer.precision={precision}", root=tmp_path / flag))
                for flag in ("false", "true")]
     metrics = [{k: v for k, v in r.items() if k.startswith(("test/", "threshold"))}
                for r in results]
@@ -69,3 +74,22 @@ def test_rows_that_do_not_fit_the_device_name_the_key(make_cfg, tmp_path, monkey
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1, 80 << 30))
     with pytest.raises(ConfigError, match=r"data\.loader\.on_device.*GB free"):
         dm._device_rows.table(torch.device("cuda:0"))  # checked before anything is allocated
+
+
+def test_auto_keeps_rows_on_the_host_when_the_gpu_lacks_room(make_cfg, tmp_path,
+                                                             monkeypatch) -> None:
+    dm = prepared(make_cfg, tmp_path / "cache")
+    dm.device = torch.device("cuda:0")  # as a Trainer on a GPU would set it
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1, 80 << 30))  # all used
+    assert not dm.rows_on_device
+    assert dm.train_dataloader().dataset.__class__ is FeatureDataset
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (70 << 30, 80 << 30))
+    assert dm.rows_on_device  # decided; the table itself is made at the first batch
+
+
+def test_loader_settings_do_not_change_a_runs_identity(make_cfg) -> None:
+    def name(*overrides: str) -> str:
+        return run_name(OmegaConf.to_container(make_cfg(*overrides), resolve=True))
+
+    assert name() == name("data.loader.on_device=false") == name("data.loader.num_workers=2")
+    assert name() != name("data.loader.batch_size=7")  # this one changes results

@@ -109,30 +109,42 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     return build, warm, parallel
 
 
-def _work_alone(work: FeatureWork, clips: list, _: int) -> float:
-    """Seconds for ``clips`` one after another in this (forked, one-thread) process."""
+def _work_alone(work: FeatureWork, clips: list, start: Any, times: Any) -> None:
+    """Wait for every process, then time ``clips`` one after another (one BLAS thread)."""
     from deepfake_detect.data.cache import _one_thread_each
 
     _one_thread_each()
-    return timed(lambda: [work(clip) for clip in clips])
+    start.wait()
+    times.put(timed(lambda: [work(clip) for clip in clips]))
+
+
+def _together(work: FeatureWork, clips: list, processes: int) -> float:
+    """Wall seconds until the slowest of ``processes`` forked processes, started together
+    behind a barrier, has run ``clips``."""
+    from multiprocessing import get_context
+
+    context = get_context("fork")
+    start, times = context.Barrier(processes), context.SimpleQueue()
+    procs = [context.Process(target=_work_alone, args=(work, clips, start, times))
+             for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    seconds = [times.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return max(seconds)
 
 
 def ceiling_figure(setup: Setup, dm: AudioDataModule, clips_each: int) -> Figure:
-    """What the machine itself allows for this work: one process per core, all at once, each
-    running the same clips through the same work (no cache, no pool, nothing sent back) vs.
-    one process alone. Each times itself, so process start-up is left out. Memory bandwidth,
-    shared caches, clock boost and sibling hyper-threads all show up here."""
-    import functools
-    from multiprocessing import get_context
-
+    """What the machine itself allows for this work: one process per core, all released at
+    once, each running the same clips through the same work (no cache, no pool, nothing sent
+    back) vs. one process alone. Each times itself, so process start-up is left out. Memory
+    bandwidth, shared caches, clock boost and sibling hyper-threads all show up here."""
     work = FeatureWork(dm.source, setup.distortion, setup.features, seed=0)
     clips = dm.source.clips()[:clips_each]
     cores = available_cores()
-    job = functools.partial(_work_alone, work, clips)
-    with get_context("fork").Pool(1) as pool:
-        alone = min(pool.map(job, range(2)))  # twice: the second is warm
-    with get_context("fork").Pool(cores) as pool:
-        together = max(pool.map(job, range(cores), chunksize=1))
+    alone = min(_together(work, clips, 1) for _ in range(2))  # twice: the second is warm
+    together = _together(work, clips, cores)
     ratio = cores * alone / together
     return Figure("c1", f"machine ceiling: {cores} processes at once vs 1", ratio,
                   f"{ratio:.2f}x ({len(clips)} clips each: {alone:.2f} s alone, {together:.2f} s "
@@ -246,7 +258,9 @@ def steps_figures(setup: Setup, dm: AudioDataModule, wave_dm: AudioDataModule,
     next(wave)  # builds the device's LogMel and starts its workers
     variants = [("memory", in_memory), ("cache", real), ("wave", wave)]
     if host_dm is not None:
-        variants.append(("host", _batches(setup, host_dm)))
+        host = _batches(setup, host_dm)
+        next(host)  # starts its loader workers
+        variants.append(("host", host))
     best = {name: (math.inf, 0.0) for name, _ in variants}
     for turn in range(rounds):  # each round starts with another variant
         k = turn % len(variants)

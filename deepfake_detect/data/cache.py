@@ -160,16 +160,18 @@ class FeatureCache:
                     todo.append(unique[key])
                 else:
                     entries[key] = hit
+                    stats[key].rebuilt_corrupt = 0  # another job rebuilt it, not this one
             tasks = [(request.work, clip) for request in todo for clip in request.clips]
             with closing(self._run(tasks, ", ".join(r.desc for r in todo))) as results:
                 for request in todo:
-                    path = self.root / request.key
-                    self._build(path, request, itertools.islice(results, len(request.clips)))
-                    entry, problem = _load(path, request.shape)
-                    assert entry is not None, problem
-                    entries[request.key] = entry
-                    stats[request.key].built = 1
-                    stats[request.key].clips_computed = len(request.clips)
+                    self._build(self.root / request.key, request,
+                                itertools.islice(results, len(request.clips)))
+            for request in todo:  # checked once the pool is done: no results pile up meanwhile
+                entry, problem = _load(self.root / request.key, request.shape)
+                assert entry is not None, problem
+                entries[request.key] = entry
+                stats[request.key].built = 1
+                stats[request.key].clips_computed = len(request.clips)
         return [(entries[r.key], stats[r.key] if r is unique[r.key] else BuildStats(reused=1))
                 for r in requests]
 

@@ -7,7 +7,7 @@ feature config, the training distortion and the test distortions from the caller
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,19 +60,22 @@ class LoaderConfig:
         require(self.on_device in (True, False, "auto"), "on_device",
                 f"must be true, false or auto, got {self.on_device!r}")
 
-    @property
-    def workers(self) -> int:
-        """Loader processes. ``auto``: none on a CPU-only machine (reading rows of a memory
-        map costs far less than a CPU training step, and workers would take the model's
-        cores); with CUDA, up to 4 (half the cores), so that reading, collating and pinning
-        a batch never holds up the Python thread that launches the GPU's work."""
+    def workers_for(self, device: torch.device | None) -> int:
+        """Loader processes for batches bound to ``device`` (None: not known, CUDA if any).
+        ``auto``: none for a CPU (reading rows of a memory map costs far less than a CPU
+        training step, and workers would take the model's cores); for a GPU up to 4 (half
+        the cores), so that reading, collating and pinning a batch do not hold up the Python
+        thread that launches the GPU's work."""
         if self.num_workers != "auto":
             return int(self.num_workers)
-        return min(4, available_cores() // 2) if torch.cuda.is_available() else 0
+        return min(4, available_cores() // 2) if _is_cuda(device) else 0
 
-    @property
-    def pin(self) -> bool:
-        return torch.cuda.is_available() if self.pin_memory == "auto" else bool(self.pin_memory)
+    def pin_for(self, device: torch.device | None) -> bool:
+        return _is_cuda(device) if self.pin_memory == "auto" else bool(self.pin_memory)
+
+
+def _is_cuda(device: torch.device | None) -> bool:
+    return device.type == "cuda" if device is not None else torch.cuda.is_available()
 
 
 @dataclass(frozen=True)
@@ -258,8 +261,9 @@ class AudioDataModule(pl.LightningDataModule):
             rows, device = DeviceRows(self.entries), self._batch_device()
             if setting == "auto" and not fits(rows.nbytes, device):
                 if device is not None and device.type == "cuda":
-                    log.info("cached rows (%.2f GB) stay on the host: more than %d %% of %s",
-                             rows.nbytes / 1e9, 100 * DEVICE_SHARE, device)
+                    log.info("cached rows (%.2f GB) stay on the host: more than %d %% of "
+                             "%s's memory or half of what is free", rows.nbytes / 1e9,
+                             100 * DEVICE_SHARE, device)
                 return False
             self._device_rows = rows
         return True
@@ -273,11 +277,13 @@ class AudioDataModule(pl.LightningDataModule):
             workers, pin = 0, False  # a batch is a few hundred bytes of indices
         else:
             dataset = FeatureDataset(self.entries[name], targets)
-            workers, pin = cfg.workers, cfg.pin
+            device = self._batch_device()
+            workers, pin = cfg.workers_for(device), cfg.pin_for(device)
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else None
-        # fork: workers share the memory map (spawn or forkserver, the default in some
-        # processes -- joblib's loky workers, Python >= 3.14 -- would reopen it per worker).
-        context = "fork" if workers and "fork" in mp.get_all_start_methods() else None
+        # Linux: fork, as torch always did there; joblib's loky workers and Python >= 3.14
+        # default to start methods that re-import everything in every loader worker (the
+        # dataset itself pickles as its path, so those work too, only slower to start).
+        context = "fork" if workers and sys.platform == "linux" else None
         return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                           num_workers=workers, pin_memory=pin, multiprocessing_context=context,
                           persistent_workers=cfg.persistent_workers and workers > 0)
@@ -318,6 +324,9 @@ class AudioDataModule(pl.LightningDataModule):
         if x.dtype == torch.int64 and x.ndim == 1:
             assert self._device_rows is not None, "index batches without rows on the device"
             x = self._device_rows.gather(x)
+            trainer = getattr(self, "trainer", None)
+            if trainer is not None:  # as Lightning did to host batches (e.g. 64-true, bf16-true)
+                x = trainer.precision_plugin.convert_input(x)
         return self.to_log_mel(x)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

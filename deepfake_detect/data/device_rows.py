@@ -48,8 +48,7 @@ class DeviceRows:
                 free, _ = torch.cuda.mem_get_info(device)
                 require(self.nbytes < free, "data.loader.on_device",
                         f"the cached rows need {self.nbytes / 1e9:.2f} GB on {device}, which has "
-                        f"{free / 1e9:.2f} GB free: set it to auto or false (rows read on the "
-                        "host)")
+                        f"{free / 1e9:.2f} GB free: set it to false (rows read on the host)")
             table = torch.empty((self.rows, *self.row_shape), dtype=torch.float32,
                                 device=device)
             for name, entry in self.entries.items():
@@ -70,10 +69,12 @@ class DeviceRows:
 
 def fits(nbytes: int, device: torch.device | None) -> bool:
     """Whether ``nbytes`` of rows belong on ``device`` under ``on_device: auto``: a CUDA
-    device with at least 1 / DEVICE_SHARE times that much memory."""
+    device with at least 1 / DEVICE_SHARE times that much memory, and twice that much free
+    (other jobs may share it)."""
     if device is None or device.type != "cuda":
         return False
-    return nbytes <= DEVICE_SHARE * torch.cuda.get_device_properties(device).total_memory
+    free, total = torch.cuda.mem_get_info(device)
+    return nbytes <= min(DEVICE_SHARE * total, free / 2)
 
 
 class IndexDataset(Dataset):
