@@ -31,6 +31,8 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
     assert all(figures[k]["ok"] in (True, False) for k in FIGURES - {"c0", "c1"})
     assert figures["c1"]["value"] > 0 and figures["c1"]["details"]["clips_each"] == 4
     assert figures["c"]["details"]["identical"] is True  # any worker count, same cache
+    c = figures["c"]["details"]
+    assert c["no_work_s"] > 0 and c["warm_prepare_s"] > 0  # what the build costs besides work
     assert figures["d"]["details"]["max_abs_db"] <= 0.01
     table = capsys.readouterr().out
     for key in FIGURES:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from deepfake_detect.data import distortions as dist
-from deepfake_detect.data.cache import available_cores
+from deepfake_detect.data.cache import FeatureCache, available_cores
 from deepfake_detect.data.datamodule import AudioDataModule, EpochShuffle, FeatureWork
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.torch_mel import PARITY_DB, LogMel
@@ -78,6 +78,16 @@ def timed(fn: Callable[[], Any]) -> float:
 # --- c. cache build throughput ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NoWork:
+    """A clip's "features": zeros of the entry's row shape (a build's costs without work)."""
+
+    shape: tuple[int, ...]
+
+    def __call__(self, clip: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        return np.zeros(self.shape, dtype=np.float32), {}
+
+
 def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     """All clips through ``prepare()`` with one worker and with one per core (fresh caches,
     after one warm-up clip), plus the first-call cost that warm-up removes."""
@@ -93,15 +103,23 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     same = all(np.array_equal(serial.entries[k].features, parallel.entries[k].features)
                for k in serial.entries)
     n = sum(len(e.rows) for e in parallel.entries.values())
+    # What a parallel build costs besides the work: the same clips through the same pool with
+    # work that returns zeros (forks, results, writes, checksums), and prepare() on a warm
+    # cache (listing, splits, loading and checking every entry, the feature moments).
+    rows = parallel.entries["train"].features.shape[1:]
+    no_work = timed(lambda: FeatureCache(setup.root / "cache-no-work", workers=cores)
+                    .get_or_build({"no work": True}, clips, NoWork(rows), rows, "no work"))
+    hits = timed(setup.datamodule("cache-n", workers=cores).prepare)
     speedup = t1 / tn
     goal = 0.8 * cores
     build = Figure(
         "c", f"cache build: {cores} workers vs 1", speedup,
         f"{speedup:.2f}x ({n / tn:.1f} vs {n / t1:.1f} clips/s, {setup.distortion.name}; "
-        f"identical: {same})",
+        f"identical: {same}; of {tn:.2f} s: {no_work:.2f} s without work, {hits:.2f} s "
+        "warm prepare)",
         f">= {goal:.1f}x (0.8 x {cores} cores)", bool(speedup >= goal and same),
         {"clips": n, "cores": cores, "seconds_1": t1, "seconds_n": tn, "identical": same,
-         "distortion": setup.distortion.name})
+         "distortion": setup.distortion.name, "no_work_s": no_work, "warm_prepare_s": hits})
     warm = Figure(
         "c0", "first call in a process (imports, numba)", first - again,
         f"{first - again:.2f} s once (then {again * 1000:.0f} ms a clip), before forking",
