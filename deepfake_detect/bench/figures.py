@@ -129,9 +129,9 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
 
 def _work_alone(work: FeatureWork, clips: list, start: Any, times: Any) -> None:
     """Wait for every process, then time ``clips`` one after another (one BLAS thread)."""
-    from deepfake_detect.data.cache import _one_thread_each
+    from deepfake_detect.data.cache import one_thread_each
 
-    _one_thread_each()
+    one_thread_each()
     start.wait()
     times.put(timed(lambda: [work(clip) for clip in clips]))
 

@@ -257,7 +257,7 @@ class FeatureCache:
             rest = tasks[1:]
             chunk = max(1, len(rest) // (self.workers * 8))
             pool = ProcessPoolExecutor(self.workers, mp_context=get_context("fork"),
-                                       initializer=_one_thread_each)
+                                       initializer=one_thread_each)
             try:
                 for result in pool.map(_safe, rest, chunksize=chunk):
                     yield result
@@ -266,7 +266,7 @@ class FeatureCache:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _one_thread_each() -> None:
+def one_thread_each() -> None:
     """A build worker's BLAS/OpenMP pools get one thread (as its parent's): the workers fill
     the cores, and N workers x N threads oversubscribe them (16 workers were no faster than
     1 on a 16-core machine without this)."""

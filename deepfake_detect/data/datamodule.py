@@ -177,6 +177,7 @@ class AudioDataModule(pl.LightningDataModule):
         self._log_mel: dict[str, Any] = {}  # device -> torch_mel.LogMel
         self.device: torch.device | None = None  # batches' device; else the Trainer's
         self._device_rows: DeviceRows | None = None
+        self._said_host = False
         self.features = features
         self.train_distortion = train_distortion
         self.test_distortions = test_distortions
@@ -260,7 +261,8 @@ class AudioDataModule(pl.LightningDataModule):
                 return False
             rows, device = DeviceRows(self.entries), self._batch_device()
             if setting == "auto" and not fits(rows.nbytes, device):
-                if device is not None and device.type == "cuda":
+                if device is not None and device.type == "cuda" and not self._said_host:
+                    self._said_host = True  # once, not for every loader
                     log.info("cached rows (%.2f GB) stay on the host: more than %d %% of "
                              "%s's memory or half of what is free", rows.nbytes / 1e9,
                              100 * DEVICE_SHARE, device)
