@@ -30,6 +30,29 @@ def compose_cfg(overrides: list[str], root: Path) -> DictConfig:
         return compose("train", overrides=[f"paths.root={root}", *overrides])
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.stash[PASSED] = report.passed
+    return report
+
+
+PASSED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _drop_checkpoints_of_passed_tests(request: pytest.FixtureRequest):
+    """A tiny training run still leaves a few hundred MB of ResNet18 checkpoints (a full run
+    of the suite, about 13 GB): once a test has passed, its own folder's go. A failed test
+    keeps them to look at; folders that fixtures share across tests are left alone."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None and request.node.stash.get(PASSED, False):
+        for checkpoint in folder.rglob("*.ckpt"):
+            checkpoint.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """``make_cfg(*overrides, tiny=True)``: a composed config writing under tmp_path."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -33,8 +36,20 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
     assert figures["c"]["details"]["identical"] is True  # any worker count, same cache
     c = figures["c"]["details"]
     assert c["no_work_s"] > 0 and c["warm_prepare_s"] > 0  # what the build costs besides work
+    assert 0 < c["fork_s"] < c["no_work_s"]  # one fork: part of that
     assert figures["d"]["details"]["max_abs_db"] <= 0.01
     table = capsys.readouterr().out
     for key in FIGURES:
         assert any(line.startswith(f"{key} ") for line in table.splitlines()), key
     assert report["machine"]["cores"] >= 1
+
+
+def test_build_timeline_reports_each_worker_count(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "experiments/build_timeline.py", "--clips", "8", "--workers", "2", "1",
+         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).parents[1], check=True).stdout
+    lines = [line for line in out.splitlines() if " clips, " in line]
+    assert [line.split(":")[0] for line in lines] == ["8 clips, 2 workers", "8 clips, 1 workers"]
+    assert lines[0].endswith("2 processes ran clips")  # a warm parent forks straight away
+    assert lines[1].endswith("1 processes ran clips")

@@ -34,7 +34,17 @@ CLIPS = [Clip(clip_id=f"c{i:02d}", label=i % 2, group=f"g{i}", generator="human"
          for i in range(24)]
 
 
-def build(root, workers: int):
+def cold_work(clip: Clip) -> tuple[np.ndarray, dict]:
+    """``work`` under another name: a kind of work this process has not run yet."""
+    return work(clip)
+
+
+def other_cold_work(clip: Clip) -> tuple[np.ndarray, dict]:
+    """Another kind of work, never run here before its test."""
+    return work(clip)
+
+
+def build(root, workers: int, work=work):
     calls_here.clear()
     entry, stats = FeatureCache(root, workers=workers).get_or_build(
         {"test": "workers"}, CLIPS, work, SHAPE, desc="test")
@@ -42,11 +52,11 @@ def build(root, workers: int):
     return entry
 
 
-def test_any_worker_count_gives_the_same_entry_and_the_parent_warms_up(tmp_path) -> None:
+def test_any_worker_count_gives_the_same_entry(tmp_path) -> None:
     one = build(tmp_path / "one", workers=1)
-    assert len(calls_here) == len(CLIPS)
+    assert len(calls_here) == len(CLIPS)  # all here: this process is now warm for `work`
     two = build(tmp_path / "two", workers=2)
-    assert calls_here == [CLIPS[0].clip_id]  # before forking; the rest ran in the workers
+    assert calls_here == []  # so it forks straight away: every clip ran in a worker
     assert np.array_equal(one.features, two.features)
     assert one.rows == two.rows and one.skipped == two.skipped
     assert [s["clip_id"] for s in two.skipped] == [BAD]
@@ -56,6 +66,23 @@ def test_any_worker_count_gives_the_same_entry_and_the_parent_warms_up(tmp_path)
     again, stats = FeatureCache(tmp_path / "two", workers=2).get_or_build(
         {"test": "workers"}, CLIPS, work, SHAPE, desc="test")
     assert stats.reused == 1 and np.array_equal(again.features, expected)  # checksum holds
+
+
+def test_a_cold_parent_runs_one_clip_of_each_kind_of_work_before_forking(tmp_path) -> None:
+    calls_here.clear()
+    got = FeatureCache(tmp_path / "first", workers=2).get_or_build_many([
+        Request({"kind": 1}, CLIPS[:12], cold_work, SHAPE, desc="one"),
+        Request({"kind": 2}, CLIPS[12:], other_cold_work, SHAPE, desc="two")])
+    # the first clip of each kind, here; the workers inherit their imports and numba code
+    assert calls_here == [CLIPS[0].clip_id, CLIPS[12].clip_id]
+    for (entry, _), clips in zip(got, (CLIPS[:12], CLIPS[12:]), strict=True):
+        usable = [c for c in clips if c.clip_id != BAD]  # in clip order, whoever ran them
+        assert [r["clip_id"] for r in entry.rows] == [c.clip_id for c in usable]
+        assert np.array_equal(entry.features,
+                              np.stack([work(c)[0] for c in usable]).astype(np.float32))
+    again = build(tmp_path / "again", workers=2, work=cold_work)
+    assert calls_here == []  # warm now: straight to the workers
+    assert np.array_equal(again.features[:11], got[0][0].features)
 
 
 def test_entries_missing_together_share_one_pool_and_hits_are_not_recomputed(tmp_path) -> None:
@@ -68,7 +95,7 @@ def test_entries_missing_together_share_one_pool_and_hits_are_not_recomputed(tmp
     assert stats.built == 1 and len(calls_here) == 3  # alone: 3 < 2 x 2 workers, here
     calls_here.clear()
     got = cache.get_or_build_many([request(0), request(1), request(2), request(3), request(1)])
-    assert calls_here == [CLIPS[0].clip_id]  # one pool for the 9 missing clips of 3 entries
+    assert calls_here == []  # one pool (of warm workers) for the 9 missing clips of 3 entries
     assert [s.built for _, s in got] == [1, 1, 1, 0, 0]
     assert [s.reused for _, s in got] == [0, 0, 0, 1, 1]  # a hit, and a repeated request
     assert got[1][0].path == got[4][0].path
@@ -77,6 +104,24 @@ def test_entries_missing_together_share_one_pool_and_hits_are_not_recomputed(tmp
         assert [r["clip_id"] for r in entry.rows] == [c.clip_id for c in usable]
         assert np.array_equal(entry.features,
                               np.stack([work(c)[0] for c in usable]).astype(np.float32))
+
+
+def blas_threads(clip: Clip) -> tuple[np.ndarray, dict]:
+    from threadpoolctl import threadpool_info
+
+    threads = [pool["num_threads"] for pool in threadpool_info()]
+    return np.zeros(SHAPE), {"pid": os.getpid(), "threads": threads}
+
+
+def test_build_workers_run_one_blas_thread_each(tmp_path) -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(2):  # the parent's own setting does not leak into the workers
+        entry, _ = FeatureCache(tmp_path, workers=2).get_or_build(
+            {"test": "threads"}, CLIPS, blas_threads, SHAPE, desc="threads")
+    params = [row["params"] for row in entry.rows]
+    assert any(p["pid"] != PARENT for p in params)  # some ran in workers
+    assert all(p["threads"] and set(p["threads"]) == {1} for p in params)
 
 
 def test_auto_workers_uses_the_available_cores(tmp_path) -> None:

@@ -81,12 +81,13 @@ def test_second_run_reuses_cache_and_gives_identical_metrics(make_cfg, tmp_path,
         return real_render(*args, **kwargs)
 
     monkeypatch.setattr(synthetic, "render", counting_render)
+    # One worker: every clip is rendered in this process, where the calls are counted.
     cache = f"data.cache.dir={tmp_path / 'shared_cache'}"
-    first = train(make_cfg(cache, root=tmp_path / "a"))
+    first = train(make_cfg(cache, "data.cache.workers=1", root=tmp_path / "a"))
     assert calls["render"] > 0
     assert first["data"]["cache"]["built"] == 6
     calls["render"] = 0
-    second = train(make_cfg(cache, root=tmp_path / "b"))
+    second = train(make_cfg(cache, "data.cache.workers=1", root=tmp_path / "b"))
     assert calls["render"] == 0, "a cached configuration must not synthesise audio again"
     assert second["data"]["cache"] == {"built": 0, "reused": 6, "clips_computed": 0,
                                        "rebuilt_corrupt": 0}

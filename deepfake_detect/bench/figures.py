@@ -88,6 +88,20 @@ class NoWork:
         return np.zeros(self.shape, dtype=np.float32), {}
 
 
+def fork_seconds(times: int = 5) -> float:
+    """How long this process takes to fork one worker, the best of ``times`` (a build's pool
+    forks one per core before the first clip starts; the cost grows with the parent's own
+    memory, which torch alone makes hundreds of MB)."""
+    from multiprocessing import get_context
+
+    best = math.inf
+    for _ in range(times):
+        proc = get_context("fork").Process(target=int)
+        best = min(best, timed(proc.start))
+        proc.join()
+    return best
+
+
 def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     """All clips through ``prepare()`` with one worker and with one per core (fresh caches,
     after one warm-up clip), plus the first-call cost that warm-up removes."""
@@ -110,16 +124,19 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     no_work = timed(lambda: FeatureCache(setup.root / "cache-no-work", workers=cores)
                     .get_or_build({"no work": True}, clips, NoWork(rows), rows, "no work"))
     hits = timed(setup.datamodule("cache-n", workers=cores).prepare)
+    fork = fork_seconds()
     speedup = t1 / tn
     goal = 0.8 * cores
     build = Figure(
         "c", f"cache build: {cores} workers vs 1", speedup,
-        f"{speedup:.2f}x ({n / tn:.1f} vs {n / t1:.1f} clips/s, {setup.distortion.name}; "
-        f"identical: {same}; of {tn:.2f} s: {no_work:.2f} s without work, {hits:.2f} s "
-        "warm prepare)",
+        f"{speedup:.2f}x ({n / tn:.1f} vs {n / t1:.1f} clips/s, {n} clips, "
+        f"{setup.distortion.name}; "
+        f"identical: {same}; of {tn:.2f} s: {no_work:.2f} s without work, of which "
+        f"{cores} forks of {fork * 1000:.0f} ms each, and {hits:.2f} s warm prepare)",
         f">= {goal:.1f}x (0.8 x {cores} cores)", bool(speedup >= goal and same),
         {"clips": n, "cores": cores, "seconds_1": t1, "seconds_n": tn, "identical": same,
-         "distortion": setup.distortion.name, "no_work_s": no_work, "warm_prepare_s": hits})
+         "distortion": setup.distortion.name, "no_work_s": no_work, "warm_prepare_s": hits,
+         "fork_s": fork})
     warm = Figure(
         "c0", "first call in a process (imports, numba)", first - again,
         f"{first - again:.2f} s once (then {again * 1000:.0f} ms a clip), before forking",
@@ -128,10 +145,13 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
 
 
 def _work_alone(work: FeatureWork, clips: list, start: Any, times: Any) -> None:
-    """Wait for every process, then time ``clips`` one after another (one BLAS thread)."""
+    """Run one clip to warm up (a forked process's first clip pays for its copy-on-write
+    pages: about twice a clip), wait for every process, then time ``clips`` one after
+    another (one BLAS thread)."""
     from deepfake_detect.data.cache import one_thread_each
 
     one_thread_each()
+    work(clips[0])
     start.wait()
     times.put(timed(lambda: [work(clip) for clip in clips]))
 
@@ -156,8 +176,9 @@ def _together(work: FeatureWork, clips: list, processes: int) -> float:
 def ceiling_figure(setup: Setup, dm: AudioDataModule, clips_each: int) -> Figure:
     """What the machine itself allows for this work: one process per core, all released at
     once, each running the same clips through the same work (no cache, no pool, nothing sent
-    back) vs. one process alone. Each times itself, so process start-up is left out. Memory
-    bandwidth, shared caches, clock boost and sibling hyper-threads all show up here."""
+    back) vs. one process alone. Each warms up, then times itself, so process start-up is
+    left out: this is the ceiling for a build's steady state. Memory bandwidth, shared
+    caches, clock boost and sibling hyper-threads all show up here."""
     work = FeatureWork(dm.source, setup.distortion, setup.features, seed=0)
     clips = dm.source.clips()[:clips_each]
     cores = available_cores()

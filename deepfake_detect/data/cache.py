@@ -8,6 +8,7 @@ makes the first job build an entry while the others wait and then read it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import logging
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 Work = Callable[[Clip], tuple[np.ndarray, dict[str, Any]]]
 Result = tuple[np.ndarray, dict[str, Any]] | str  # a clip's features and params, or why not
+_WARM: set[Any] = set()  # the kinds of work this process has run once (imports, numba done)
+
+
+def _warm_key(work: Work) -> Any:
+    """What decides which lazy imports and numba functions ``work`` needs: the function, or
+    the callable's type plus its ``warm_key`` attribute where it has one."""
+    return work if inspect.isfunction(work) else type(work), getattr(work, "warm_key", None)
 
 
 @dataclass
@@ -247,32 +255,51 @@ class FeatureCache:
         with bar, threadpool_limits(1):
             if self.workers == 1 or len(tasks) < 2 * self.workers:
                 for task in tasks:
-                    yield _safe(task)
+                    yield _safe_here(task)
                     bar.update()
                 return
-            # The first clip runs here, before forking: the workers inherit its lazy imports
-            # and numba's compiled functions instead of each paying for them (seconds).
-            yield _safe(tasks[0])
-            bar.update()
-            rest = tasks[1:]
+            # The first clip of each kind of work this process has not run yet runs here,
+            # before forking: the workers inherit its lazy imports and numba's compiled
+            # functions instead of each paying for them (seconds, and memory in every worker).
+            firsts: dict[Any, int] = {}
+            for index, (work, _) in enumerate(tasks):
+                if _warm_key(work) not in _WARM:
+                    firsts.setdefault(_warm_key(work), index)
+            done = {index: _safe_here(tasks[index]) for index in firsts.values()}
+            bar.update(len(done))
+            rest = [task for index, task in enumerate(tasks) if index not in done]
             chunk = max(1, len(rest) // (self.workers * 8))
-            pool = ProcessPoolExecutor(self.workers, mp_context=get_context("fork"),
-                                       initializer=one_thread_each)
+            # Forked under threadpool_limits(1): the workers inherit one thread each.
+            pool = ProcessPoolExecutor(self.workers, mp_context=get_context("fork"))
             try:
-                for result in pool.map(_safe, rest, chunksize=chunk):
-                    yield result
-                    bar.update()
+                results = pool.map(_safe, rest, chunksize=chunk)
+                for index in range(len(tasks)):
+                    if index in done:
+                        yield done.pop(index)
+                    else:
+                        yield next(results)
+                        bar.update()
             finally:  # on an error or Ctrl-C, clips not yet started are dropped
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
 def one_thread_each() -> None:
-    """A build worker's BLAS/OpenMP pools get one thread (as its parent's): the workers fill
-    the cores, and N workers x N threads oversubscribe them (16 workers were no faster than
-    1 on a 16-core machine without this)."""
+    """This process's BLAS/OpenMP pools get one thread: one worker per core fills the
+    cores, and N workers x N threads oversubscribe them (16 workers were no faster than 1
+    on a 16-core machine without this). Build workers inherit it from their parent, which
+    forks them under this limit; setting it again in each worker made every worker's first
+    clip twice as slow."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+
+
+def _safe_here(task: tuple[Work, Clip]) -> Result:
+    """:func:`_safe` in this process, which is warm for that kind of work afterwards."""
+    result = _safe(task)
+    if not isinstance(result, str):
+        _WARM.add(_warm_key(task[0]))
+    return result
 
 
 def _safe(task: tuple[Work, Clip]) -> Result:

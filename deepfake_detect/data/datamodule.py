@@ -102,6 +102,11 @@ class FeatureWork:
     seed: int
     waveform: bool = False  # keep the distorted clip-length waveform instead of its log-mel
 
+    @property
+    def warm_key(self) -> tuple[bool, bool, bool]:
+        """The code paths a clip takes (for the cache's once-per-process warm-up)."""
+        return self.waveform, self.distortion.pitch is not None, self.distortion.tempo is not None
+
     def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
         wave = self.source.load(clip, self.features.sample_rate)
         params = dist.draw_params(self.distortion, self.seed, clip.clip_id)
