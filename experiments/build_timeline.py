@@ -11,9 +11,10 @@ features are the product's; only their ``params`` carry the timings, in a throw-
     python experiments/build_timeline.py --clips 256 --workers 16 2
     python experiments/build_timeline.py --clips 64 --workers 2 1   # ~30 s on 2 cores
 
-On the H200 host (16 cores), 256 clips, 16 workers: workers first started 0.92-0.99 s after
-the call and ran at 101 clips/s while each set its own thread limit in a pool initializer;
-0.15-0.21 s and 165 clips/s once they inherited it (docs/DESIGN.md, "Parallel builds").
+On the H200 host (16 cores), 256 clips, 16 workers, this timeline (in its first form, a
+throw-away script) found the workers first starting 0.92-0.99 s after the call, at 101
+clips/s, while each set its own thread limit in a pool initializer; 0.15-0.21 s and 165
+clips/s once they inherited it (docs/DESIGN.md, "Parallel builds").
 """
 
 from __future__ import annotations
@@ -79,11 +80,14 @@ def timeline(cache_root: Path, clips: list, work: TimedWork, workers: int) -> st
     first_clip = np.mean([spans[0][1] - spans[0][0] for spans in runs.values()])
     others = [end - start for spans in runs.values() for start, end in spans[1:]]
     last_end = max(spans[-1][1] for spans in runs.values())
-    return (f"{len(clips)} clips, {workers} workers: {wall:.2f} s, {len(clips) / wall:.1f} "
+    plural = "s" if workers != 1 else ""
+    return (f"{len(clips)} clips, {workers} worker{plural}: {wall:.2f} s, {len(clips) / wall:.1f} "
             f"clips/s; workers busy {busy / (max(workers, 1) * wall):.0%}; first clips started "
             f"{firsts[0]:.2f}..{firsts[-1]:.2f} s; a process's first clip "
             f"{first_clip * 1000:.0f} ms, the others {np.median(others or [0]) * 1000:.0f} ms; "
-            f"{wall - last_end:.2f} s after the last clip; {len(runs)} processes ran clips")
+            f"{wall - last_end:.2f} s after the last clip; {len(runs)} "
+            f"process{'es' if len(runs) != 1 else ''} ran clips, "
+            f"{len(runs.get(os.getpid(), []))} of them here")
 
 
 def main() -> None:

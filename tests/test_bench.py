@@ -50,6 +50,6 @@ def test_build_timeline_reports_each_worker_count(tmp_path) -> None:
          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300,
         cwd=Path(__file__).parents[1], check=True).stdout
     lines = [line for line in out.splitlines() if " clips, " in line]
-    assert [line.split(":")[0] for line in lines] == ["8 clips, 2 workers", "8 clips, 1 workers"]
-    assert lines[0].endswith("2 processes ran clips")  # a warm parent forks straight away
-    assert lines[1].endswith("1 processes ran clips")
+    assert [line.split(":")[0] for line in lines] == ["8 clips, 2 workers", "8 clips, 1 worker"]
+    assert lines[0].endswith(" 0 of them here")  # a warm parent forks straight away
+    assert lines[1].endswith("1 process ran clips, 8 of them here")
