@@ -30,15 +30,16 @@ def compose_cfg(overrides: list[str], root: Path) -> DictConfig:
         return compose("train", overrides=[f"paths.root={root}", *overrides])
 
 
+PASSED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Remember whether a test's call passed (an unexpected pass of an xfail does not)."""
     report = yield
     if report.when == "call":
-        item.stash[PASSED] = report.passed
+        item.stash[PASSED] = report.passed and not hasattr(report, "wasxfail")
     return report
-
-
-PASSED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(autouse=True)

@@ -124,6 +124,68 @@ def test_build_workers_run_one_blas_thread_each(tmp_path) -> None:
     assert all(p["threads"] and set(p["threads"]) == {1} for p in params)
 
 
+LAZY_LIBRARY_BUILD = """
+import json, os, sys
+import numpy as np
+from deepfake_detect.data.cache import FeatureCache
+from deepfake_detect.data.clips import Clip
+
+def work(clip):
+    import scipy.linalg  # loads scipy's own OpenBLAS: after the build set its limit
+    from threadpoolctl import threadpool_info
+    return np.zeros(2), {"pid": os.getpid(),
+                         "threads": [p["num_threads"] for p in threadpool_info()]}
+
+clips = [Clip(clip_id=f"c{i}", label=0, group=f"g{i}", generator="human") for i in range(8)]
+entry, _ = FeatureCache(sys.argv[1], workers=int(sys.argv[2])).get_or_build(
+    {"lazy": 1}, clips, work, (2,), desc="lazy")
+print(json.dumps([{**row["params"], "here": row["params"]["pid"] == os.getpid()}
+                  for row in entry.rows]))
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_library_loaded_by_the_first_clip_runs_one_thread_too(tmp_path, workers) -> None:
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("scipy.linalg")
+    out = subprocess.run([sys.executable, "-c", LAZY_LIBRARY_BUILD, str(tmp_path), str(workers)],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = json.loads(out.splitlines()[-1])
+    assert rows[0]["here"] and (workers == 1) == all(row["here"] for row in rows)
+    assert all(set(row["threads"]) == {1} for row in rows[1:])  # every clip after the first
+
+
+def bad_first(clip: Clip) -> tuple[np.ndarray, dict]:
+    """``work``, with the first clip unreadable too."""
+    if clip.clip_id == "c00":
+        raise AudioError("unreadable")
+    return work(clip)
+
+
+def test_a_bad_first_clip_does_not_leave_its_kind_cold(tmp_path) -> None:
+    calls_here.clear()
+    entry, _ = FeatureCache(tmp_path, workers=2).get_or_build(
+        {"test": "bad first"}, CLIPS, bad_first, SHAPE, desc="bad first")
+    assert calls_here == ["c01"]  # the next clip warmed the parent up
+    assert [s["clip_id"] for s in entry.skipped] == ["c00", BAD]
+
+
+def test_kinds_of_work_are_told_apart_by_the_code_they_run() -> None:
+    import functools
+
+    from deepfake_detect.data.cache import _warm_key
+
+    def closure(k: int):
+        return lambda clip: (np.zeros(SHAPE), {"k": k})
+
+    assert _warm_key(closure(1)) == _warm_key(closure(2)) != _warm_key(work)
+    assert _warm_key(functools.partial(work)) == _warm_key(work) != _warm_key(cold_work)
+    assert _warm_key(np.zeros) is type(np.zeros)  # no code of its own: its type
+
+
 def test_auto_workers_uses_the_available_cores(tmp_path) -> None:
     assert FeatureCache(tmp_path, workers="auto").workers == len(os.sched_getaffinity(0))
 

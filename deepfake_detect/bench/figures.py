@@ -124,15 +124,16 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
     no_work = timed(lambda: FeatureCache(setup.root / "cache-no-work", workers=cores)
                     .get_or_build({"no work": True}, clips, NoWork(rows), rows, "no work"))
     hits = timed(setup.datamodule("cache-n", workers=cores).prepare)
-    fork = fork_seconds()
+    pooled = cores > 1 and len(clips) >= 2 * cores  # else the build runs here, unforked
+    fork = fork_seconds() if pooled else 0.0
+    forks = f", of which {cores} forks of {fork * 1000:.0f} ms each," if pooled else ""
     speedup = t1 / tn
     goal = 0.8 * cores
     build = Figure(
         "c", f"cache build: {cores} workers vs 1", speedup,
         f"{speedup:.2f}x ({n / tn:.1f} vs {n / t1:.1f} clips/s, {n} clips, "
-        f"{setup.distortion.name}; "
-        f"identical: {same}; of {tn:.2f} s: {no_work:.2f} s without work, of which "
-        f"{cores} forks of {fork * 1000:.0f} ms each, and {hits:.2f} s warm prepare)",
+        f"{setup.distortion.name}; identical: {same}; of {tn:.2f} s: {no_work:.2f} s "
+        f"without work{forks} and {hits:.2f} s warm prepare)",
         f">= {goal:.1f}x (0.8 x {cores} cores)", bool(speedup >= goal and same),
         {"clips": n, "cores": cores, "seconds_1": t1, "seconds_n": tn, "identical": same,
          "distortion": setup.distortion.name, "no_work_s": no_work, "warm_prepare_s": hits,
@@ -145,12 +146,8 @@ def build_throughput(setup: Setup) -> tuple[Figure, Figure, AudioDataModule]:
 
 
 def _work_alone(work: FeatureWork, clips: list, start: Any, times: Any) -> None:
-    """Run one clip to warm up (a forked process's first clip pays for its copy-on-write
-    pages: about twice a clip), wait for every process, then time ``clips`` one after
-    another (one BLAS thread)."""
-    from deepfake_detect.data.cache import one_thread_each
-
-    one_thread_each()
+    """Run one clip to warm up (a forked process's first clip is slower: it pays for its
+    copy-on-write pages), wait for every process, then time ``clips`` one after another."""
     work(clips[0])
     start.wait()
     times.put(timed(lambda: [work(clip) for clip in clips]))
@@ -158,15 +155,19 @@ def _work_alone(work: FeatureWork, clips: list, start: Any, times: Any) -> None:
 
 def _together(work: FeatureWork, clips: list, processes: int) -> float:
     """Wall seconds until the slowest of ``processes`` forked processes, started together
-    behind a barrier, has run ``clips``."""
+    behind a barrier, has run ``clips`` (one BLAS thread each, inherited as a build's
+    workers inherit it)."""
     from multiprocessing import get_context
+
+    from threadpoolctl import threadpool_limits
 
     context = get_context("fork")
     start, times = context.Barrier(processes), context.SimpleQueue()
     procs = [context.Process(target=_work_alone, args=(work, clips, start, times))
              for _ in range(processes)]
-    for proc in procs:
-        proc.start()
+    with threadpool_limits(1):
+        for proc in procs:
+            proc.start()
     seconds = [times.get() for _ in procs]
     for proc in procs:
         proc.join()

@@ -8,7 +8,6 @@ makes the first job build an entry while the others wait and then read it.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import logging
@@ -39,9 +38,14 @@ _WARM: set[Any] = set()  # the kinds of work this process has run once (imports,
 
 
 def _warm_key(work: Work) -> Any:
-    """What decides which lazy imports and numba functions ``work`` needs: the function, or
-    the callable's type plus its ``warm_key`` attribute where it has one."""
-    return work if inspect.isfunction(work) else type(work), getattr(work, "warm_key", None)
+    """What decides which lazy imports and numba functions ``work`` needs: its ``warm_key``
+    attribute where it has one (with its type); else the code it runs (a function, closure,
+    method or ``functools.partial``), or its type."""
+    key = getattr(work, "warm_key", None)
+    if key is not None:
+        return type(work), key
+    target = getattr(work, "func", work)  # a functools.partial runs its func
+    return getattr(target, "__code__", None) or type(target)
 
 
 @dataclass
@@ -251,25 +255,29 @@ class FeatureCache:
         bar = tqdm(total=len(tasks), desc=f"features [{desc}]", unit="clip",
                    disable=len(tasks) < 2, leave=False)
         # One BLAS/OpenMP thread per process whatever the worker count, so that 1 and N
-        # workers give bit-identical entries (summation order follows the thread count).
-        with bar, threadpool_limits(1):
+        # workers give bit-identical entries (summation order follows the thread count), and
+        # N workers do not oversubscribe the cores. The limit covers the libraries loaded so
+        # far; it is set again after each kind of work's first clip, which may load more.
+        # Workers are forked under it and inherit it: setting it in each worker instead
+        # (threadpoolctl scans every loaded library, torch's too) kept 16 workers idle for
+        # 0.8 s and made each one's first clip twice as slow.
+        with bar, ExitStack() as limits:
+            limits.enter_context(threadpool_limits(1))
             if self.workers == 1 or len(tasks) < 2 * self.workers:
-                for task in tasks:
-                    yield _safe_here(task)
+                seen: set[Any] = set()
+                for work, clip in tasks:
+                    result = _safe_here((work, clip))
+                    if _warm_key(work) not in seen:
+                        seen.add(_warm_key(work))
+                        limits.enter_context(threadpool_limits(1))
+                    yield result
                     bar.update()
                 return
-            # The first clip of each kind of work this process has not run yet runs here,
-            # before forking: the workers inherit its lazy imports and numba's compiled
-            # functions instead of each paying for them (seconds, and memory in every worker).
-            firsts: dict[Any, int] = {}
-            for index, (work, _) in enumerate(tasks):
-                if _warm_key(work) not in _WARM:
-                    firsts.setdefault(_warm_key(work), index)
-            done = {index: _safe_here(tasks[index]) for index in firsts.values()}
+            done = _warm_up(tasks)
             bar.update(len(done))
+            limits.enter_context(threadpool_limits(1))
             rest = [task for index, task in enumerate(tasks) if index not in done]
             chunk = max(1, len(rest) // (self.workers * 8))
-            # Forked under threadpool_limits(1): the workers inherit one thread each.
             pool = ProcessPoolExecutor(self.workers, mp_context=get_context("fork"))
             try:
                 results = pool.map(_safe, rest, chunksize=chunk)
@@ -283,15 +291,22 @@ class FeatureCache:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-def one_thread_each() -> None:
-    """This process's BLAS/OpenMP pools get one thread: one worker per core fills the
-    cores, and N workers x N threads oversubscribe them (16 workers were no faster than 1
-    on a 16-core machine without this). Build workers inherit it from their parent, which
-    forks them under this limit; setting it again in each worker made every worker's first
-    clip twice as slow."""
-    from threadpoolctl import threadpool_limits
+WARM_UP_TRIES = 3  # clips of one kind of work tried here before the workers are left to it
 
-    threadpool_limits(1)
+
+def _warm_up(tasks: Sequence[tuple[Work, Clip]]) -> dict[int, Result]:
+    """Run here, before forking, the first clip of each kind of work this process has not
+    run yet (the next one where a clip is bad, up to :data:`WARM_UP_TRIES`): the workers
+    inherit its lazy imports and numba's compiled functions instead of each paying for them
+    (seconds, and memory in every worker). Returns the results by task index."""
+    done: dict[int, Result] = {}
+    tries: dict[Any, int] = {}
+    for index, task in enumerate(tasks):
+        key = _warm_key(task[0])
+        if key not in _WARM and tries.get(key, 0) < WARM_UP_TRIES:
+            tries[key] = tries.get(key, 0) + 1
+            done[index] = _safe_here(task)
+    return done
 
 
 def _safe_here(task: tuple[Work, Clip]) -> Result:
