@@ -36,8 +36,8 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
     assert figures["c"]["details"]["identical"] is True  # any worker count, same cache
     c = figures["c"]["details"]
     assert c["no_work_s"] > 0 and c["warm_prepare_s"] > 0  # what the build costs besides work
-    if c["cores"] > 1 and 2 * c["cores"] <= c["clips"]:  # a pool: one fork is part of that
-        assert 0 < c["fork_s"] < c["no_work_s"]
+    if c["cores"] > 1 and 2 * c["cores"] <= c["clips"]:  # a pool: its fork cost measured
+        assert c["fork_s"] > 0
     assert figures["d"]["details"]["max_abs_db"] <= 0.01
     table = capsys.readouterr().out
     for key in FIGURES:
