@@ -23,9 +23,7 @@ import argparse
 import os
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +47,6 @@ class TimedWork:
         features, params = self.work(clip)
         return features, {**params, "start": start, "end": time.perf_counter(),
                           "pid": os.getpid()}
-
-
-def _write(args: tuple[Path, int, int, float]) -> None:
-    import soundfile as sf
-
-    from deepfake_detect.bench.clips import tone_clip
-
-    root, index, rate, duration = args
-    folder = root / ("ai" if index % 2 else "human")
-    folder.mkdir(parents=True, exist_ok=True)
-    sf.write(folder / f"clip{index:05d}.wav", tone_clip(index, rate, duration), rate,
-             subtype="PCM_16")
 
 
 def timeline(cache_root: Path, clips: list, work: TimedWork, workers: int) -> str:
@@ -100,6 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from deepfake_detect.bench.cli import STUDY
+    from deepfake_detect.bench.clips import write_folder
     from deepfake_detect.data.cache import FeatureCache
     from deepfake_detect.data.datamodule import FeatureWork
     from deepfake_detect.data.features import FeatureConfig
@@ -109,9 +96,8 @@ def main() -> None:
     features = FeatureConfig(**STUDY)
     with tempfile.TemporaryDirectory(prefix="build-timeline-") as tmp:
         root = args.workdir or Path(tmp)
-        with ProcessPoolExecutor(max(args.workers), mp_context=get_context("fork")) as pool:
-            list(pool.map(_write, [(root / "audio", i, features.sample_rate, features.duration)
-                                   for i in range(args.clips)], chunksize=8))
+        write_folder(root / "audio", args.clips, features.sample_rate, features.duration,
+                     workers=max(args.workers))
         source = FolderSource(root=str(root / "audio"), duration=features.duration)
         clips = source.clips()
         work = TimedWork(FeatureWork(source, distortion_preset("pitch"), features, seed=0))

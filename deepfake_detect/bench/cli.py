@@ -101,7 +101,8 @@ def run(size: Size, device: str, audio: Path | None, workdir: Path,
                       target, loader)
     clips = max(size.clips, size.clips_per_core * available_cores())
     say(f"writing {clips} clips of {features.duration:g} s")
-    write_folder(workdir / "audio", clips, features.sample_rate, features.duration)
+    write_folder(workdir / "audio", clips, features.sample_rate, features.duration,
+                 workers=available_cores())
     say("c: building the cache with 1 worker, then with one per core")
     build, warm, dm = fig.build_throughput(setup)
     say("c1: the machine's own ceiling for that work")

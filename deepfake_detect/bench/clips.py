@@ -40,15 +40,30 @@ def _tone(index: int, sample_rate: int, duration: float) -> np.ndarray:
     return tone_clip(index, sample_rate, duration)
 
 
-def write_folder(root: Path, n_clips: int, sample_rate: int, duration: float) -> Path:
-    """``root/{human,ai}/clip<k>.wav`` (16-bit PCM) for the ``folder`` source."""
+def _write_clip(job: tuple[Path, int, int, float]) -> None:
     import soundfile as sf
 
-    for index in range(n_clips):
-        folder = root / ("ai" if index % 2 else "human")
-        folder.mkdir(parents=True, exist_ok=True)
-        sf.write(folder / f"clip{index:05d}.wav", tone_clip(index, sample_rate, duration),
-                 sample_rate, subtype="PCM_16")
+    root, index, sample_rate, duration = job
+    folder = root / ("ai" if index % 2 else "human")
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / f"clip{index:05d}.wav", tone_clip(index, sample_rate, duration),
+             sample_rate, subtype="PCM_16")
+
+
+def write_folder(root: Path, n_clips: int, sample_rate: int, duration: float,
+                 workers: int = 1) -> Path:
+    """``root/{human,ai}/clip<k>.wav`` (16-bit PCM) for the ``folder`` source, written by
+    ``workers`` forked processes where that is more than one."""
+    jobs = [(root, index, sample_rate, duration) for index in range(n_clips)]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            list(pool.map(_write_clip, jobs, chunksize=8))
+    else:
+        for job in jobs:
+            _write_clip(job)
     return root
 
 

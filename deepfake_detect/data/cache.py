@@ -265,10 +265,10 @@ class FeatureCache:
             limits.enter_context(threadpool_limits(1))
             if self.workers == 1 or len(tasks) < 2 * self.workers:
                 seen: set[Any] = set()
-                for work, clip in tasks:
-                    result = _safe_here((work, clip))
-                    if _warm_key(work) not in seen:
-                        seen.add(_warm_key(work))
+                for task in tasks:
+                    result = _safe_here(task)
+                    if (key := _warm_key(task[0])) not in seen:
+                        seen.add(key)
                         limits.enter_context(threadpool_limits(1))
                     yield result
                     bar.update()
