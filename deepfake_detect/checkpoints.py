@@ -14,7 +14,6 @@ A job can die anywhere, so two things must line up on resume:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from deepfake_detect.tracking import retry
+from deepfake_detect import io
+from deepfake_detect.tracking import keep_tracking_uri, retry
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Save to a temporary name, then rename: a killed job never leaves half a checkpoint."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        io.save_torch(path, checkpoint)
 
 
 def is_loadable(path: Path) -> str | None:
@@ -56,8 +52,8 @@ def resumable_checkpoint(directory: Path) -> Path | None:
 
     Also removes temporary files left by a job killed while it was saving.
     """
-    for stale in directory.glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
+    for stale in directory.glob(f".*{io.TMP_MARK}*"):
+        io.remove(stale)
     candidates = [directory / "last.ckpt"]
     candidates += sorted((p for p in directory.glob("epoch*.ckpt")),
                          key=lambda p: p.stat().st_mtime, reverse=True)
@@ -67,9 +63,8 @@ def resumable_checkpoint(directory: Path) -> Path | None:
         problem = is_loadable(path)
         if problem is None:
             return path
-        log.warning("checkpoint %s is corrupt (%s); trying an earlier one", path, problem)
-        print(f"[deepfake-detect] checkpoint {path} is corrupt ({problem}); "
-              "falling back to an earlier checkpoint")
+        log.warning("checkpoint %s is corrupt (%s); falling back to an earlier checkpoint",
+                    path, problem)
     return None
 
 
@@ -116,6 +111,14 @@ class ResumableMLFlowLogger(MLFlowLogger):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._logged: set[tuple[str, int]] | None = None
+
+    @property
+    def experiment(self) -> Any:
+        """Lightning's client, without the process-wide tracking URI it sets on the way."""
+        if self._initialized:
+            return self._mlflow_client
+        with keep_tracking_uri():
+            return super().experiment
 
     def _already_logged(self) -> set[tuple[str, int]]:
         if self._logged is None:

@@ -15,3 +15,7 @@ class ConfigError(DeepfakeDetectError, ValueError):
 
 class DataError(DeepfakeDetectError):
     """Data cannot be used as configured (missing root, empty class or split, leakage)."""
+
+
+class UsageError(DeepfakeDetectError):
+    """A command cannot run as given: a missing model, no inputs, a bad option (exit 2)."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
+from deepfake_detect import io
 from deepfake_detect import metrics as M
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.models.detector import Detector
+
+log = logging.getLogger(__name__)
 
 
 def choose_threshold(trainer: pl.Trainer, model: Detector, dm: AudioDataModule,
@@ -23,7 +26,7 @@ def choose_threshold(trainer: pl.Trainer, model: Detector, dm: AudioDataModule,
     labels = torch.from_numpy(dm.entries["val"].labels[: len(scores)])
     _, threshold = M.equal_error_rate(scores, labels)
     if threshold != threshold:  # one class only in val: fall back visibly
-        print("[deepfake-detect] val set lacks a class; threshold val_eer -> 0.5")
+        log.warning("the validation set lacks a class; threshold val_eer -> 0.5")
         return 0.5, "fixed 0.5 (val_eer unavailable)"
     return threshold, "val_eer"
 
@@ -49,7 +52,7 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
         counts = M.confusion_counts(scores, labels, threshold)
         title = f"test distortion: {name}  (acc {values['accuracy']:.3f}, n={len(labels)})"
         files += [
-            M.write_json(out_dir / f"confusion_{name}.json", counts),
+            io.write_json(out_dir / f"confusion_{name}.json", counts),
             M.plot_confusion(counts, title, out_dir / f"confusion_{name}.png"),
             M.write_predictions(out_dir / f"predictions_{name}.csv", rows, scores.numpy(),
                                 threshold, output["probs"].numpy() if attribution else None,
@@ -68,21 +71,6 @@ def _attribution(name: str, probs: torch.Tensor, targets: torch.Tensor,
     flat.update({f"test/{name}/attribution/{key}": v for key, v in values.items()})
     title = (f"attribution, test distortion: {name}\n(balanced acc "
              f"{values['balanced_accuracy']:.3f}, macro F1 {values['macro_f1']:.3f})")
-    return [M.write_json(out_dir / f"attribution_{name}.json", counts),
+    return [io.write_json(out_dir / f"attribution_{name}.json", counts),
             M.plot_confusion(counts, title, out_dir / f"attribution_{name}.png")]
 
-
-def metrics_table(flat: dict[str, Any], names: list[str]) -> str:
-    """A plain-text table: one row per test distortion, one column per metric."""
-    header = f"{'test':<10}" + "".join(f"{m:>19}" for m in M.METRICS)
-    lines = [header, "-" * len(header)]
-    for name in names:
-        cells = "".join(f"{flat.get(f'test/{name}/{m}', float('nan')):>19.4f}"
-                        for m in M.METRICS)
-        lines.append(f"{name:<10}{cells}")
-    if any("/attribution/" in key for key in flat):
-        lines.append("attribution (closed set): " + "; ".join(
-            f"{name} balanced acc {flat.get(f'test/{name}/attribution/balanced_accuracy', 0):.4f}"
-            f" macro F1 {flat.get(f'test/{name}/attribution/macro_f1', 0):.4f}"
-            for name in names))
-    return "\n".join(lines)

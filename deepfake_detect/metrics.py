@@ -6,8 +6,7 @@ Scores are P(AI-generated); a clip is called AI-generated when its score >= thre
 from __future__ import annotations
 
 import csv
-import json
-import os
+import io as text_io
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from torchmetrics.functional import classification as C
 
-from deepfake_detect import LABEL_NAMES
+from deepfake_detect import LABEL_NAMES, io
 
 METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "eer")
 
@@ -110,14 +109,6 @@ def confusion_counts(scores: torch.Tensor, labels: torch.Tensor,
             "threshold": threshold, "matrix": matrix.tolist()}
 
 
-def write_json(path: Path, payload: Any) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    os.replace(tmp, path)
-    return path
-
-
 def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
     """A labelled confusion-matrix heatmap PNG with counts and row percentages."""
     import matplotlib
@@ -143,11 +134,7 @@ def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
                     color="white" if share[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return io.save_figure(fig, path)
 
 
 def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray,
@@ -158,17 +145,15 @@ def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray
     param_keys = sorted({key for row in rows for key in row.get("params", {})})
     class_cols = ["predicted_class", *(f"p_{name}" for name in classes)] if probs is not None \
         else []
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["clip_id", "generator", "label", "score", "prediction", *class_cols,
-                         *param_keys])
-        for i, (row, score) in enumerate(zip(rows, scores, strict=True)):
-            params = row.get("params", {})
-            attribution = [] if probs is None else [
-                classes[int(np.argmax(probs[i]))], *(f"{p:.6f}" for p in probs[i])]
-            writer.writerow([row["clip_id"], row["generator"], row["label"], f"{score:.6f}",
-                             int(score >= threshold), *attribution,
-                             *(f"{params[k]:.4f}" if k in params else "" for k in param_keys)])
-    os.replace(tmp, path)
-    return path
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["clip_id", "generator", "label", "score", "prediction", *class_cols,
+                     *param_keys])
+    for i, (row, score) in enumerate(zip(rows, scores, strict=True)):
+        params = row.get("params", {})
+        attribution = [] if probs is None else [
+            classes[int(np.argmax(probs[i]))], *(f"{p:.6f}" for p in probs[i])]
+        writer.writerow([row["clip_id"], row["generator"], row["label"], f"{score:.6f}",
+                         int(score >= threshold), *attribution,
+                         *(f"{params[k]:.4f}" if k in params else "" for k in param_keys)])
+    return io.write_text(path, buffer.getvalue())

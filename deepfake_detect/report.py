@@ -1,24 +1,29 @@
-"""``deepfake-detect-report``: the train × test distortion matrix of a sweep, from MLflow.
+"""The train × test distortion matrix of a sweep, from MLflow (``deepfake-detect-report``).
 
 Reads the FINISHED runs of an experiment (optionally one sweep), and writes, for accuracy,
 F1 and EER, mean ± std over seeds as a markdown table and a heatmap PNG; then logs them to
-MLflow as a summary run (tag ``summary=true``) in the same experiment.
+MLflow as a summary run (tag ``summary=true``) in the same experiment. Rows and columns
+follow the runs' own ``eval.distortions`` order.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import ast
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import matplotlib
 
-from deepfake_detect.errors import DeepfakeDetectError
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
 
-ORDER = ("base", "pitch", "tempo", "combined")
+from deepfake_detect import io, tracking  # noqa: E402
+from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
+
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
 
 
@@ -38,9 +43,24 @@ class Grid:
         return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0, len(xs)
 
 
-def ordered(names: set[str]) -> list[str]:
-    known = [n for n in ORDER if n in names]
+def ordered(names: set[str], order: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """``names`` in ``order`` first (the runs' ``eval.distortions``), the rest sorted."""
+    known = [n for n in dict.fromkeys(order) if n in names]
     return known + sorted(names - set(known))
+
+
+def test_order(runs: list[Any]) -> list[str]:
+    """The test distortions in the order the runs were configured with (``eval.distortions``
+    param), first run first."""
+    order: list[str] = []
+    for run in runs:
+        text = run.data.params.get("eval.distortions", "")
+        try:
+            names = ast.literal_eval(text) if text else []
+        except (ValueError, SyntaxError):
+            names = []
+        order += [str(n) for n in names if str(n) not in order]
+    return order
 
 
 def collect(runs: list[Any], metrics: tuple[str, ...], row_key: str = "train_distortion") -> Grid:
@@ -57,8 +77,9 @@ def collect(runs: list[Any], metrics: tuple[str, ...], row_key: str = "train_dis
             if len(parts) == 3 and parts[0] == "test" and parts[2] in metrics:
                 cols.add(parts[1])
                 values[parts[2]][(row, parts[1])].append(float(value))
-    return Grid(ordered(rows), ordered(cols), {m: dict(v) for m, v in values.items()},
-                len(runs))
+    order = test_order(runs)
+    return Grid(ordered(rows, order), ordered(cols, order),
+                {m: dict(v) for m, v in values.items()}, len(runs))
 
 
 def markdown(grid: Grid, metrics: tuple[str, ...], title: str) -> str:
@@ -79,11 +100,6 @@ def markdown(grid: Grid, metrics: tuple[str, ...], title: str) -> str:
 
 def heatmap(grid: Grid, metrics: tuple[str, ...], title: str, path: Path) -> Path:
     """One panel per metric; annotated with mean ± std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.9), dpi=120,
                              squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -104,12 +120,7 @@ def heatmap(grid: Grid, metrics: tuple[str, ...], title: str, path: Path) -> Pat
                             else "black")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return io.save_figure(fig, path)
 
 
 def find_runs(client: Any, experiment: str, sweep_id: str | None) -> tuple[str, list[Any]]:
@@ -132,61 +143,39 @@ def find_runs(client: Any, experiment: str, sweep_id: str | None) -> tuple[str, 
 def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | None = None,
            metrics: tuple[str, ...] = DEFAULT_METRICS, log_summary: bool = True) -> dict:
     """Write report.md and heatmap.png; log them as a summary run. Returns paths and grid."""
-    from mlflow.tracking import MlflowClient
-
+    tracking.prepare_store()
+    if tracking.is_local_sqlite(tracking_uri) and not tracking.sqlite_path(tracking_uri).is_file():
+        raise DeepfakeDetectError(f"no MLflow store at {tracking.sqlite_path(tracking_uri)} "
+                                  "(pass --tracking-uri or set MLFLOW_TRACKING_URI)")
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id, runs = find_runs(client, experiment, sweep_id)
     grid = collect(runs, metrics)
     title = f"{experiment}" + (f" / sweep {sweep_id}" if sweep_id else "")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = out_dir / "report.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(markdown(grid, metrics, title))
-    tmp.replace(md)
+    md = io.write_text(out_dir / "report.md", markdown(grid, metrics, title))
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
-    summary_id = None
-    if log_summary:
-        tags = {"summary": "true", **({"sweep_id": sweep_id} if sweep_id else {})}
-        run = client.create_run(experiment_id, run_name=f"summary-{sweep_id or 'all'}",
-                                tags=tags)
-        summary_id = run.info.run_id
-        client.log_param(summary_id, "n_runs", len(runs))
-        for metric in metrics:
-            for row in grid.rows:
-                for col in grid.cols:
-                    mean, std, n = grid.cell(metric, row, col)
-                    if n:
-                        client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_mean", mean)
-                        client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_std", std)
-        client.log_artifact(summary_id, str(md))
-        client.log_artifact(summary_id, str(png))
-        client.set_terminated(summary_id, "FINISHED")
+    summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png], sweep_id,
+                               len(runs)) if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
             "n_runs": len(runs)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console script ``deepfake-detect-report``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db",
-                        help="MLflow store (default: sqlite:///outputs/mlflow.db)")
-    parser.add_argument("--experiment", default="deepfake-detect", help="MLflow experiment")
-    parser.add_argument("--sweep-id", default=None, help="only runs with this sweep_id tag")
-    parser.add_argument("--out", type=Path, default=Path("outputs/report"))
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
-    parser.add_argument("--no-summary-run", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        result = report(args.tracking_uri, args.experiment, args.out, args.sweep_id,
-                        tuple(args.metrics), not args.no_summary_run)
-    except DeepfakeDetectError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(result["markdown"].read_text())
-    print(f"wrote {result['markdown']} and {result['heatmap']} from {result['n_runs']} runs"
-          + (f"; summary run {result['summary_run_id']}" if result["summary_run_id"] else ""))
-    return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _log_summary(client: MlflowClient, experiment_id: str, grid: Grid,
+                 metrics: tuple[str, ...], files: list[Path], sweep_id: str | None,
+                 n_runs: int) -> str:
+    """A FINISHED summary run (tag ``summary=true``) holding each cell's mean and std."""
+    tags = {"summary": "true", **({"sweep_id": sweep_id} if sweep_id else {})}
+    run = client.create_run(experiment_id, run_name=f"summary-{sweep_id or 'all'}", tags=tags)
+    summary_id = run.info.run_id
+    client.log_param(summary_id, "n_runs", n_runs)
+    for metric in metrics:
+        for row in grid.rows:
+            for col in grid.cols:
+                mean, std, n = grid.cell(metric, row, col)
+                if n:
+                    client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_mean", mean)
+                    client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_std", std)
+    for path in files:
+        client.log_artifact(summary_id, str(path))
+    client.set_terminated(summary_id, "FINISHED")
+    return summary_id

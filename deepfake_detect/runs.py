@@ -1,7 +1,7 @@
 """Run directories named by config signature, so the same config finds its own checkpoints.
 
-The signature is a hash of the resolved config minus keys that do not change results
-(paths, logger, launcher, resume switches, loader workers). The directory holds
+The signature is a hash of the resolved config's identity keys (``conf/identity.yaml``, read
+by :mod:`deepfake_detect.identity`). The directory holds
 ``checkpoints/``, ``mlflow_run_id`` (so a resumed job continues the same MLflow run) and
 ``result.json``, written last and atomically: its presence means the run finished.
 
@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepfake_detect import identity, io
 from deepfake_detect.scaling import resolve_trainer
-from deepfake_detect.tracking import VOLATILE_PREFIXES, flatten
 
-# Not part of a run's identity: everything never logged as a param, and display settings.
-IGNORED_PREFIXES = (*VOLATILE_PREFIXES, "trainer.enable_model_summary",
-                    "trainer.log_every_n_steps", "trainer.channels_last")
+log = logging.getLogger(__name__)
 
 
 def signature(resolved: Mapping[str, Any]) -> str:
@@ -33,7 +31,7 @@ def signature(resolved: Mapping[str, Any]) -> str:
     ``trainer.precision: auto`` resolved: the precision that runs is part of the result)."""
     if isinstance(trainer := resolved.get("trainer"), Mapping):
         resolved = {**resolved, "trainer": resolve_trainer(dict(trainer))}
-    relevant = {k: v for k, v in flatten(resolved) if not k.startswith(IGNORED_PREFIXES)}
+    relevant = identity.signature_items(resolved)
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -106,13 +104,12 @@ class RunDir:
         try:
             MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
         except MlflowException:
-            print(f"[deepfake-detect] MLflow run {run_id} is not in {tracking_uri}; "
-                  "starting a new run")
+            log.warning("MLflow run %s is not in %s; starting a new run", run_id, tracking_uri)
             return None
         return run_id
 
     def save_run_id(self, run_id: str) -> None:
-        write_text_atomic(self.path / "mlflow_run_id", run_id)
+        io.write_text(self.path / "mlflow_run_id", run_id)
 
     def result(self) -> dict[str, Any] | None:
         if not self.result_file.is_file():
@@ -123,13 +120,8 @@ class RunDir:
             return None
 
     def save_result(self, result: Mapping[str, Any]) -> None:
-        write_text_atomic(self.result_file, json.dumps(result, indent=2, default=str))
+        io.write_text(self.result_file, json.dumps(result, indent=2, default=str))
 
     def clear_result(self) -> None:
         self.result_file.unlink(missing_ok=True)
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

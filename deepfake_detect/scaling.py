@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import logging
 import os
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from typing import Any
 
 from deepfake_detect.config import one_of, require
 from deepfake_detect.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Keys of the trainer group that are ours, not lightning.pytorch.Trainer arguments.
 EXTRA_KEYS = ("channels_last", "gpu_per_job")
@@ -110,6 +113,38 @@ def check_extras(extras: dict[str, Any]) -> None:
     require(isinstance(extras.get("channels_last", False), bool), "trainer.channels_last",
             f"must be true, false or auto, got {extras.get('channels_last')!r}")
     one_of(extras.get("gpu_per_job", "auto"), ("auto", True, False), "trainer.gpu_per_job")
+
+
+def check_hardware(trainer: dict[str, Any]) -> None:
+    """The accelerator and device count asked for exist on this machine (before any work)."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    devices = trainer.get("devices", "auto")
+    key = "trainer.devices"
+    if isinstance(devices, list | tuple):
+        require(len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices), key,
+                f"must list device indices (integers >= 0), got {devices!r}")
+    elif isinstance(devices, str) and devices != "auto":
+        parts = [d.strip() for d in devices.split(",") if d.strip()]
+        require(bool(parts) and all(p.lstrip("-").isdigit() for p in parts), key,
+                f"must be a number, a list of indices, 'auto' or '0,1', got {devices!r}")
+    elif devices != "auto":
+        require(isinstance(devices, int) and not isinstance(devices, bool)
+                and (devices >= 1 or devices == -1), key,
+                f"must be an integer >= 1, -1 (all), a list of indices or auto, got {devices!r}")
+    if accelerator in ("gpu", "cuda"):
+        gpus = len(visible_gpus())
+        require(gpus > 0, "trainer.accelerator",
+                f"{accelerator} asked for, but this machine has no usable NVIDIA GPU; use "
+                "trainer.accelerator=cpu (or auto: the GPU when there is one)")
+        wanted = process_count({**trainer, "num_nodes": 1})
+        require(wanted <= gpus or devices == "auto", key,
+                f"asks for {wanted} GPUs; this machine has {gpus}")
+    elif accelerator in ("tpu", "mps"):
+        from lightning.pytorch.accelerators import MPSAccelerator, XLAAccelerator
+
+        found = (XLAAccelerator if accelerator == "tpu" else MPSAccelerator).is_available()
+        require(found, "trainer.accelerator",
+                f"{accelerator} asked for, but this machine has none; use cpu, gpu or auto")
 
 
 def is_rank_zero() -> bool:
@@ -221,8 +256,8 @@ def prepare_sweep_job(trainer: dict[str, Any], launcher: str, job_num: int) -> s
     if pinned is None:
         return None
     gpu, index = pinned
-    print(f"[deepfake-detect] sweep job {job_num}: GPU {gpu} (cuda:{index} with "
-          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')})", flush=True)
+    log.info("sweep job %d: GPU %s (cuda:%d with CUDA_VISIBLE_DEVICES=%s)", job_num, gpu,
+             index, os.environ.get("CUDA_VISIBLE_DEVICES"))
     return gpu
 
 

@@ -1,7 +1,8 @@
-"""MLflow tracking: one run per job, params from the resolved config, tags, artifacts.
+"""MLflow tracking: where the store is, params from the resolved config, retries.
 
-The default store is ``sqlite:///<outputs>/mlflow.db`` with artifacts beside it, so no server
-is needed; ``logger.tracking_uri`` points at a server instead.
+Every command finds the store by one rule (:func:`default_tracking_uri`): an explicit URI
+(``logger.tracking_uri``, ``--tracking-uri``), else ``MLFLOW_TRACKING_URI``, else
+``sqlite:///<paths.root>/mlflow.db`` with artifacts beside it, so no server is needed.
 """
 
 from __future__ import annotations
@@ -11,25 +12,21 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
 
+from deepfake_detect import identity
 from deepfake_detect.config import require
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Keys whose values may differ between a run and its resumption (or are not results-relevant):
-# never logged as params, since MLflow params are immutable, nor part of a run's signature
-# (runs.IGNORED_PREFIXES).
-VOLATILE_PREFIXES = ("paths.", "logger.", "resume", "hydra.", "data.cache.",
-                     "data.loader.num_workers", "data.loader.pin_memory",
-                     "data.loader.persistent_workers", "data.loader.on_device",
-                     "trainer.enable_progress_bar",
-                     "explain.", "trainer.gpu_per_job")
+OUTPUTS_VARIABLE = "DEEPFAKE_DETECT_OUTPUTS"  # paths.root's default (conf/paths/default.yaml)
+DEFAULT_OUTPUTS = "outputs"
+URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
 @dataclass(frozen=True)
@@ -47,30 +44,55 @@ class LoggerConfig:
         require(bool(self.experiment_name), "experiment_name", "must not be empty")
 
 
-def default_tracking_uri(outputs: Path) -> str:
-    return f"sqlite:///{(outputs / 'mlflow.db').resolve()}"
+def outputs_root() -> Path:
+    """``paths.root`` for commands without a training config: ``$DEEPFAKE_DETECT_OUTPUTS``,
+    else ``outputs`` in the current directory."""
+    return Path(os.environ.get(OUTPUTS_VARIABLE) or DEFAULT_OUTPUTS).expanduser().resolve()
+
+
+def default_tracking_uri(outputs: Path | None = None) -> str:
+    """The store every command uses unless given one: ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///<outputs>/mlflow.db`` (``outputs``: ``paths.root``, else
+    :func:`outputs_root`)."""
+    env = os.environ.get(URI_VARIABLE)
+    if env:
+        return env
+    root = Path(outputs).expanduser().resolve() if outputs is not None else outputs_root()
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+@contextmanager
+def keep_tracking_uri() -> Iterator[None]:
+    """Undo what ``mlflow.set_tracking_uri`` leaves behind (Lightning's MLFlowLogger calls
+    it): MLflow's process-wide URI and the ``MLFLOW_TRACKING_URI`` variable it exports, which
+    the next run in this process, and every subprocess, would otherwise take for the user's."""
+    from mlflow.tracking._tracking_service import utils
+
+    env = os.environ.get(URI_VARIABLE)
+    before = utils._tracking_uri
+    try:
+        yield
+    finally:
+        utils._tracking_uri = before
+        if env is None:
+            os.environ.pop(URI_VARIABLE, None)
+        else:
+            os.environ[URI_VARIABLE] = env
 
 
 def is_local_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite:///")
 
 
-def flatten(node: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Dotted (key, value) pairs of a nested mapping; lists become strings."""
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from flatten(value, f"{name}.")
-        else:
-            yield name, value
+def sqlite_path(uri: str) -> Path:
+    """The database file of a ``sqlite:///`` URI."""
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
 
 
 def params_from_config(resolved: Mapping[str, Any]) -> dict[str, str]:
-    """Params for MLflow: flattened resolved config minus keys that can change on resume."""
+    """Params for MLflow: the resolved config's non-volatile keys (``conf/identity.yaml``)."""
     params = {}
-    for key, value in flatten(resolved):
-        if key.startswith(VOLATILE_PREFIXES):
-            continue
+    for key, value in identity.param_items(resolved).items():
         text = str(value)
         params[key] = text if len(text) <= 6000 else text[:5997] + "..."
     return params
@@ -125,7 +147,23 @@ def ensure_experiment(uri: str, name: str, artifact_location: str | None,
         return retry(get_or_create, "create experiment")
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / "mlflow.db.lock")):
-        return retry(get_or_create, "create experiment")
+        fresh = is_local_sqlite(uri) and not sqlite_path(uri).exists()
+        experiment_id = retry(get_or_create, "create experiment")
+        if fresh:
+            retry(lambda: hide_default_experiment(uri), "hide the Default experiment")
+        return experiment_id
+
+
+def hide_default_experiment(uri: str) -> None:
+    """A new sqlite store comes with an empty ``Default`` experiment whose artifact location
+    is a ``./mlruns/0`` that never exists: delete it (while it has no runs), so the UI shows
+    only the experiments that runs went to."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    default = client.get_experiment("0")
+    if default.lifecycle_stage == "active" and not client.search_runs(["0"], max_results=1):
+        client.delete_experiment("0")
 
 
 @dataclass(frozen=True)
@@ -138,15 +176,14 @@ class Store:
 
 
 def open_store(cfg: LoggerConfig, outputs: Path) -> Store:
-    """The store for ``cfg`` (default: sqlite under ``outputs``, artifacts beside it), with
-    its experiment created if needed."""
+    """The store for ``cfg`` (default: :func:`default_tracking_uri`; a local sqlite store
+    keeps artifacts beside it in ``mlartifacts/``), with its experiment created if needed."""
     prepare_store()
     uri = cfg.tracking_uri or default_tracking_uri(outputs)
-    local = is_local_sqlite(uri)
+    folder = sqlite_path(uri).resolve().parent if is_local_sqlite(uri) else None
     artifact_location = cfg.artifact_location or (
-        (outputs / "mlartifacts").as_uri() if local else None)
-    experiment_id = ensure_experiment(uri, cfg.experiment_name, artifact_location,
-                                      outputs if local else None)
+        (folder / "mlartifacts").as_uri() if folder is not None else None)
+    experiment_id = ensure_experiment(uri, cfg.experiment_name, artifact_location, folder)
     return Store(uri, artifact_location, experiment_id)
 
 

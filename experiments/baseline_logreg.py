@@ -19,7 +19,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from deepfake_detect.train import CONF_DIR, plan
+from deepfake_detect.config import conf_dir
+from deepfake_detect.plan import plan
+
+CONF_DIR = conf_dir()
 
 
 def band_statistics(features: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Synthesises a deterministic song (44.1 kHz stereo WAV, 3 minutes by default), saves a freshly
 initialised detector as an inference bundle for each feature preset (weights do not change
-the cost), and scores the song through :func:`deepfake_detect.predict.predict` -- the code
+the cost), and scores the song through :func:`deepfake_detect.inference.predict` -- the code
 path of the CLI -- splitting the time into decoding (read + downmix + resample), features
 (log-mel per window) and model (batched ResNet18 forward passes).
 
@@ -87,7 +87,7 @@ def make_bundle(path: Path, features: FeatureConfig) -> Path:
     torch.manual_seed(0)
     model = Detector(model=asdict(ModelConfig()), feature_mean=-40.0, feature_std=20.0,
                      features=features.as_dict())
-    return save_bundle(path, model, features.as_dict(), 0.5, "fixed 0.5",
+    return save_bundle(path, model, 0.5, "fixed 0.5",
                        {"train_distortion": "none (untrained, timing only)"})
 
 
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     import torch
 
-    from deepfake_detect.predict import load_model, predict
+    from deepfake_detect.inference import predict
+    from deepfake_detect.models.refs import load_model
 
     cores = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

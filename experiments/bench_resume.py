@@ -33,7 +33,7 @@ SMALL = [*TINY, "data.source.n_clips=64", "trainer.max_epochs=2",
 
 
 def sweep_command(root: Path, seeds: list[int], job: list[str]) -> list[str]:
-    return [sys.executable, "-m", "deepfake_detect.train", "-m",
+    return [sys.executable, "-m", "deepfake_detect.cli.train", "-m",
             f"seed={','.join(map(str, seeds))}", *job, f"paths.root={root}"]
 
 
@@ -49,7 +49,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 def import_profile(root: Path, seed: int, job: list[str], env: dict[str, str]) -> str:
     """The slowest top-level imports of one skipped job (``python -X importtime``)."""
-    command = [sys.executable, "-X", "importtime", "-m", "deepfake_detect.train",
+    command = [sys.executable, "-X", "importtime", "-m", "deepfake_detect.cli.train",
                f"seed={seed}", *job, f"paths.root={root}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     rows = []

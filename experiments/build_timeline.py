@@ -85,13 +85,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the clips and caches here")
     args = parser.parse_args()
 
-    from deepfake_detect.bench.cli import STUDY
     from deepfake_detect.bench.clips import write_folder
+    from deepfake_detect.bench.suite import STUDY
     from deepfake_detect.data.cache import FeatureCache
     from deepfake_detect.data.datamodule import FeatureWork
     from deepfake_detect.data.features import FeatureConfig
     from deepfake_detect.data.folder import FolderSource
-    from deepfake_detect.train import distortion_preset
+    from deepfake_detect.plan import distortion_preset
 
     features = FeatureConfig(**STUDY)
     with tempfile.TemporaryDirectory(prefix="build-timeline-") as tmp:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-m", "deepfake_detect.train"]
+TRAIN = [sys.executable, "-m", "deepfake_detect.cli.train"]
 QUICK = ["experiment=quickstart", "trainer.enable_progress_bar=false"]
 
 

@@ -10,7 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from deepfake_detect.train import CONF_DIR
+from deepfake_detect.config import conf_dir
+
+CONF_DIR = conf_dir()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = REPO.parent / "shared" / "audio"

@@ -14,9 +14,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.errors import ConfigError
+from deepfake_detect.inference import predict
 from deepfake_detect.metrics import attribution_metrics
-from deepfake_detect.predict import predict
-from deepfake_detect.train import plan, train
+from deepfake_detect.plan import plan
+from deepfake_detect.training import train
 from tests.test_sources import FMC_GENERATORS, make_fakemusiccaps
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from deepfake_detect.bench.cli import main
+from deepfake_detect.cli.bench import main
 
 FIGURES = {"a", "b", "b0", "b2", "c", "c0", "c1", "d", "e"}
 

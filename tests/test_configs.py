@@ -8,8 +8,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from deepfake_detect.config import conf_dir
 from deepfake_detect.errors import ConfigError
-from deepfake_detect.train import CONF_DIR, plan
+from deepfake_detect.plan import plan
+
+CONF_DIR = conf_dir()
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 

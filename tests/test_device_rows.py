@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 
 from deepfake_detect.data.datamodule import FeatureDataset
 from deepfake_detect.errors import ConfigError
+from deepfake_detect.plan import plan
 from deepfake_detect.runs import run_name
-from deepfake_detect.train import plan, train
+from deepfake_detect.training import train
 
 
 def prepared(make_cfg, cache, *overrides: str):

@@ -8,9 +8,12 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from deepfake_detect.iterative import train_iterative
-from deepfake_detect.train import CONF_DIR, train
+from deepfake_detect.config import conf_dir, to_plain
+from deepfake_detect.iterative import is_iterative, train_iterative
+from deepfake_detect.training import train
 from tests.test_sources import make_fakemusiccaps
+
+CONF_DIR = conf_dir()
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -42,7 +45,7 @@ def test_every_study_has_an_experiment() -> None:
 def test_experiment_runs_one_batch_end_to_end(name: str, make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(f"experiment={name}", "eval.distortions=[base,combined]",
                    *extra_overrides(name, tmp_path))
-    iterative = bool(cfg.get("iterative"))
+    iterative = is_iterative(to_plain(cfg))
     result = train_iterative(cfg)["stages"]["1:base"] if iterative else train(cfg)
     assert 0.0 <= result["test/combined/accuracy"] <= 1.0
     if name == "seed_replication":

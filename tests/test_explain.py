@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,14 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
+from deepfake_detect.cli.explain import main as explain_main
 from deepfake_detect.config import build
 from deepfake_detect.data.features import FeatureConfig, log_mel
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.explain import ExplainConfig
 from deepfake_detect.explain import occlusion as occ
-from deepfake_detect.explain.cli import main as explain_main
-from deepfake_detect.train import plan, train
+from deepfake_detect.plan import plan
+from deepfake_detect.training import train
 from tests.conftest import TINY, compose_cfg
 
 RUN = [*TINY, "eval.distortions=[base,pitch]", "explain.enabled=true",
@@ -199,10 +201,11 @@ def test_command_explains_another_distortion_into_the_models_run(finished: dict,
 
 
 def test_enabling_explain_on_a_finished_run_points_to_the_command(finished: dict,
-                                                                  capsys) -> None:
-    again = train(compose_cfg(RUN, finished["root"]))
+                                                                  caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="deepfake_detect"):
+        again = train(compose_cfg(RUN, finished["root"]))
     assert again["run_id"] == finished["run_id"]
-    assert f"deepfake-detect-explain --model {finished['run_dir']}" in capsys.readouterr().out
+    assert f"deepfake-detect-explain --model {finished['run_dir']}" in caplog.text
 
 
 @pytest.mark.parametrize("args,message", [

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect import report
+from deepfake_detect.cli import report as report_cli
 from deepfake_detect.data.distortions import draw_params
-from deepfake_detect.train import distortion_preset
+from deepfake_detect.plan import distortion_preset
 
 DISTORTIONS = ["base", "pitch", "tempo", "combined"]
 
@@ -22,7 +22,7 @@ DISTORTIONS = ["base", "pitch", "tempo", "combined"]
 def sweep(tmp_path_factory) -> Path:
     """4 training distortions x 2 seeds with Hydra's basic launcher, through the CLI."""
     root = tmp_path_factory.mktemp("grid") / "out"
-    cmd = [sys.executable, "-m", "deepfake_detect.train", "-m",
+    cmd = [sys.executable, "-m", "deepfake_detect.cli.train", "-m",
            "distortion=base,pitch,tempo,combined", "seed=1,2", "debug=fast_dev_run",
            "trainer.enable_progress_bar=false", "logger.experiment_name=grid",
            f"paths.root={root}"]
@@ -80,7 +80,8 @@ def test_clip_parameters_are_identical_across_jobs(sweep: Path) -> None:
 
 def test_report_builds_the_matrix_and_a_summary_run(sweep: Path) -> None:
     out = sweep / "report"
-    code = report.main(["--tracking-uri", uri(sweep), "--experiment", "grid", "--out", str(out)])
+    code = report_cli.main(["--tracking-uri", uri(sweep), "--experiment", "grid",
+                            "--out", str(out)])
     assert code == 0
     text = (out / "report.md").read_text()
     for metric in ("accuracy", "f1", "eer"):
@@ -98,7 +99,7 @@ def test_report_builds_the_matrix_and_a_summary_run(sweep: Path) -> None:
 
 
 def test_report_on_missing_experiment_is_a_clear_error(sweep: Path, capsys) -> None:
-    code = report.main(["--tracking-uri", uri(sweep), "--experiment", "nope", "--out",
+    code = report_cli.main(["--tracking-uri", uri(sweep), "--experiment", "nope", "--out",
                         str(sweep / "r2")])
     assert code == 2
     assert "no MLflow experiment 'nope'" in capsys.readouterr().err

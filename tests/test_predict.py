@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deepfake_detect import predict as P
+from deepfake_detect import inference
+from deepfake_detect.cli import predict as predict_cli
+from deepfake_detect.data.audio import AUDIO_EXTENSIONS
+from deepfake_detect.data.inputs import find_inputs
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 SR = 16000  # the tiny config's feature sample rate; its window is 1 s
@@ -23,7 +26,7 @@ SR = 16000  # the tiny config's feature sample rate; its window is 1 s
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """One tiny training run (test distortion base only), shared by the tests below."""
-    from deepfake_detect.train import train
+    from deepfake_detect.training import train
     from tests.conftest import TINY, compose_cfg
 
     root = tmp_path_factory.mktemp("predict") / "out"
@@ -72,15 +75,16 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_windows_cover_the_whole_file() -> None:
-    assert P.window_starts(500, 1000, 1000) == [0]  # shorter: one (padded) window
-    assert P.window_starts(1000, 1000, 1000) == [0]
-    assert P.window_starts(3000, 1000, 1000) == [0, 1000, 2000]
-    assert P.window_starts(2500, 1000, 1000) == [0, 1000, 1500]  # tail window ends at the end
-    assert P.window_starts(2500, 1000, 500) == [0, 500, 1000, 1500]
+    assert inference.window_starts(500, 1000, 1000) == [0]  # shorter: one (padded) window
+    assert inference.window_starts(1000, 1000, 1000) == [0]
+    assert inference.window_starts(3000, 1000, 1000) == [0, 1000, 2000]
+    # the tail window ends at the end
+    assert inference.window_starts(2500, 1000, 1000) == [0, 1000, 1500]
+    assert inference.window_starts(2500, 1000, 500) == [0, 500, 1000, 1500]
 
 
 def test_inputs_from_folders_globs_and_missing_paths(good_files: Path, tmp_path: Path) -> None:
-    items = P.find_inputs([good_files, str(good_files / "*.wav"), tmp_path / "missing.mp3"])
+    items = find_inputs([good_files, str(good_files / "*.wav"), tmp_path / "missing.mp3"])
     paths = [Path(item.path).name for item in items]
     assert paths == ["short.wav", "stereo.flac", "missing.mp3"]  # recursive, deduplicated
     assert [bool(item.error) for item in items] == [False, False, True]
@@ -97,9 +101,9 @@ def test_cli_scores_real_audio_and_reports_broken_files(trained: dict, good_file
     if not SHARED_AUDIO.is_dir():
         pytest.skip(f"no shared recordings at {SHARED_AUDIO}")
     real = sorted(p for p in SHARED_AUDIO.rglob("*")
-                  if p.suffix.lower() in P.AUDIO_EXTENSIONS)
+                  if p.suffix.lower() in AUDIO_EXTENSIONS)
     out = tmp_path / "res" / "predictions.csv"
-    code = P.main(["-m", trained["run_dir"], str(SHARED_AUDIO), str(good_files),
+    code = predict_cli.main(["-m", trained["run_dir"], str(SHARED_AUDIO), str(good_files),
                    str(broken_files), "-o", str(out), "--hop", "10", "--batch-size", "16",
                    "--threads", "1"])  # one torch thread: much faster on a busy CI machine
     captured = capsys.readouterr()
@@ -132,7 +136,7 @@ def test_all_good_inputs_exit_zero_json_per_window(trained: dict, good_files: Pa
                                                   tmp_path: Path, capsys) -> None:
     bundle = Path(trained["run_dir"]) / "model.ckpt"
     out = tmp_path / "p.json"
-    code = P.main(["-m", str(bundle), str(good_files), "-o", str(out), "--per-window",
+    code = predict_cli.main(["-m", str(bundle), str(good_files), "-o", str(out), "--per-window",
                    "--hop", "0.5", "--threshold", "0", "--threads", "1"])
     assert code == 0
     assert "could not be scored" not in capsys.readouterr().err
@@ -146,15 +150,15 @@ def test_all_good_inputs_exit_zero_json_per_window(trained: dict, good_files: Pa
         assert row["threshold"] == 0.0 and row["threshold_rule"] == "--threshold"
         assert row["decision"] == "ai" and row["error"] == ""
 
-    by_max = P.predict(bundle, [good_files / "nested"], hop=0.5, aggregate="max",
+    by_max = inference.predict(bundle, [good_files / "nested"], hop=0.5, aggregate="max",
                        per_window=True, device="cpu", threads=1)
     assert by_max[0]["score"] == pytest.approx(max(by_max[0]["window_scores"]))
     assert by_max[0]["threshold"] == 0.5 and by_max[0]["threshold_rule"] == "fixed 0.5"
 
     # Windows of consecutive files share batches; a window's score must not depend on that.
     kwargs = {"hop": 0.5, "per_window": True, "device": "cpu", "threads": 1}
-    one = P.predict(bundle, [good_files], batch_size=1, **kwargs)
-    three = P.predict(bundle, [good_files], batch_size=3, **kwargs)
+    one = inference.predict(bundle, [good_files], batch_size=1, **kwargs)
+    three = inference.predict(bundle, [good_files], batch_size=3, **kwargs)
     for a, b in zip(one, three, strict=True):
         assert a["window_scores"] == pytest.approx(b["window_scores"], abs=1e-5)
         assert a["window_scores"] == pytest.approx(rows[Path(a["path"]).name]["window_scores"],
@@ -185,7 +189,7 @@ def test_score_matches_the_test_loop(trained: dict, tmp_path: Path) -> None:
         sf.write(folder / f"{row['clip_id']}.wav", wave, syn_cfg.sample_rate, subtype="FLOAT")
 
     out = tmp_path / "identity.csv"
-    assert P.main(["-m", trained["run_dir"], str(folder), "-o", str(out), "-q"]) == 0
+    assert predict_cli.main(["-m", trained["run_dir"], str(folder), "-o", str(out), "-q"]) == 0
     got = {Path(r["path"]).stem: r for r in _read_csv(out)}
     for row in expected:
         assert got[row["clip_id"]]["n_windows"] == "1"
@@ -204,20 +208,20 @@ def test_model_from_mlflow_run_id_and_uris(trained: dict, good_files: Path, tmp_
     monkeypatch.chdir(tmp_path)  # nothing may create a default store here
     wav = str(good_files / "short.wav")
     uri, run_id = trained["tracking_uri"], trained["run_id"]
-    reference = P.predict(trained["run_dir"], [wav], device="cpu")[0]["score"]
+    reference = inference.predict(trained["run_dir"], [wav], device="cpu")[0]["score"]
 
     out = tmp_path / "by_id.csv"
-    assert P.main(["-m", run_id, "--tracking-uri", uri, wav, "-o", str(out), "-q"]) == 0
+    assert predict_cli.main(["-m", run_id, "--tracking-uri", uri, wav, "-o", str(out), "-q"]) == 0
     assert float(_read_csv(out)[0]["score"]) == pytest.approx(reference, abs=1e-6)
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    rows = P.predict(f"runs:/{run_id}/model/model.ckpt", [wav], device="cpu")
+    rows = inference.predict(f"runs:/{run_id}/model/model.ckpt", [wav], device="cpu")
     assert rows[0]["score"] == pytest.approx(reference, abs=1e-6)
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("tiny-detector")
     client.create_model_version("tiny-detector", f"runs:/{run_id}/model", run_id=run_id)
-    rows = P.predict("models:/tiny-detector/1", [wav], device="cpu")
+    rows = inference.predict("models:/tiny-detector/1", [wav], device="cpu")
     assert rows[0]["score"] == pytest.approx(reference, abs=1e-6)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
@@ -238,15 +242,15 @@ def test_usage_errors_exit_two(trained: dict, good_files: Path, tmp_path: Path,
         "Run with id": ["-m", "0" * 32, "--tracking-uri", trained["tracking_uri"], wav],
         "no MLflow store": ["-m", "0" * 32, "--tracking-uri",
                             f"sqlite:///{tmp_path / 'absent.db'}", wav],
-        "cannot read model file": ["-m", wav, wav],
+        "not a model bundle": ["-m", wav, wav],
         "--hop must be": ["-m", trained["run_dir"], wav, "--hop", "0"],
     }
     for expected, argv in cases.items():
-        assert P.main([*argv, "-o", str(tmp_path / "x.csv")]) == 2, expected
+        assert predict_cli.main([*argv, "-o", str(tmp_path / "x.csv")]) == 2, expected
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err, (expected, err)
     assert not (tmp_path / "x.csv").exists()
-    assert P.main(["-m", trained["run_dir"]]) == 2  # argparse: no inputs at all
+    assert predict_cli.main(["-m", trained["run_dir"]]) == 2  # argparse: no inputs at all
     capsys.readouterr()
 
 

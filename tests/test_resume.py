@@ -30,13 +30,14 @@ from mlflow.tracking import MlflowClient
 
 from deepfake_detect import checkpoints
 from deepfake_detect.config import to_plain
+from deepfake_detect.plan import plan
 from deepfake_detect.runs import RunDir, run_dir_for
-from deepfake_detect.train import plan, train
+from deepfake_detect.training import train
 
 # Child processes: one thread each (two cores, and the same numerics in every process).
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
            MLFLOW_SQLALCHEMYSTORE_POOLCLASS="NullPool")
-CLI = [sys.executable, "-m", "deepfake_detect.train"]  # = the deepfake-detect-train script
+CLI = [sys.executable, "-m", "deepfake_detect.cli.train"]  # = the deepfake-detect-train script
 TINY = ["debug=fast_dev_run", "trainer.enable_progress_bar=false", "eval.distortions=[base]"]
 # Three real epochs of 8 batches (a couple of seconds each): room to kill one mid-way.
 EPOCHS = [*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=null",
@@ -217,11 +218,14 @@ def failed_then_resumed(tmp_path_factory) -> dict:
     out, logs = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(logs)
     logging.getLogger("deepfake_detect").addHandler(handler)
+    level = logging.getLogger("deepfake_detect").level
+    logging.getLogger("deepfake_detect").setLevel(logging.INFO)
     try:
         with contextlib.redirect_stdout(out):
             state["result"] = train(cfg)
     finally:
         logging.getLogger("deepfake_detect").removeHandler(handler)
+        logging.getLogger("deepfake_detect").setLevel(level)
         torch.set_num_threads(before)
     state["out"], state["logs"] = out.getvalue(), logs.getvalue()
     return state
@@ -231,6 +235,10 @@ def test_exception_marks_the_run_failed_and_leaves_a_resumable_checkpoint(
         failed_then_resumed) -> None:
     (run,) = failed_then_resumed["failed"]
     assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: injected failure"  # said in the run
+    client = MlflowClient(tracking_uri=f"sqlite:///{failed_then_resumed['root'] / 'mlflow.db'}")
+    trace = Path(client.download_artifacts(run.info.run_id, "traceback.txt")).read_text()
+    assert "fail_after_epoch_2" in trace and "RuntimeError: injected failure" in trace
     assert failed_then_resumed["result_after_failure"] is None
     checkpoint = failed_then_resumed["checkpoint"]
     assert checkpoint == failed_then_resumed["run_dir"].last_checkpoint
@@ -240,7 +248,7 @@ def test_exception_marks_the_run_failed_and_leaves_a_resumable_checkpoint(
 def test_resume_survives_corrupt_checkpoint_and_cache(failed_then_resumed) -> None:
     state = failed_then_resumed
     (failed,) = state["failed"]
-    out, result = state["out"], state["result"]
+    out, result = state["logs"], state["result"]  # messages go through logging
     assert "last.ckpt is corrupt" in out and "falling back to an earlier checkpoint" in out
     assert f"resuming from {state['run_dir'].checkpoints / 'epoch001.ckpt'}" in out
     assert "epoch 3/3" in out and "epoch 2/3" not in out
@@ -253,13 +261,14 @@ def test_resume_survives_corrupt_checkpoint_and_cache(failed_then_resumed) -> No
 
 
 def test_finished_run_is_reported_without_planning(failed_then_resumed, monkeypatch,
-                                                   capsys) -> None:
-    import deepfake_detect.train as entry
+                                                   caplog) -> None:
+    import deepfake_detect.training as entry
 
     monkeypatch.setattr(entry, "plan", lambda cfg: pytest.fail("planned a finished run"))
-    result = train(failed_then_resumed["cfg"])
+    with caplog.at_level(logging.INFO, logger="deepfake_detect"):
+        result = train(failed_then_resumed["cfg"])
     assert result == failed_then_resumed["run_dir"].result()
-    assert "already finished" in capsys.readouterr().out
+    assert "already finished" in caplog.text
 
 
 def test_resume_false_starts_a_fresh_run(failed_then_resumed, one_thread) -> None:

@@ -57,7 +57,7 @@ def runs_in(root: Path, experiment: str) -> list:
 
 
 def test_precision_auto_is_32_true_on_cpu_with_the_signature_of_an_explicit_32_true(make_cfg):
-    from deepfake_detect.train import plan
+    from deepfake_detect.plan import plan
 
     auto, explicit = make_cfg(), make_cfg("trainer.precision=32-true")
     assert to_plain(auto)["trainer"]["precision"] == "auto"
@@ -89,7 +89,7 @@ def test_precision_auto_on_a_gpu(monkeypatch, make_cfg, capability, expected: st
 
 
 def test_bad_extra_trainer_keys_name_the_key(make_cfg) -> None:
-    from deepfake_detect.train import plan
+    from deepfake_detect.plan import plan
 
     with pytest.raises(ConfigError, match="trainer.gpu_per_job"):
         plan(make_cfg("trainer.gpu_per_job=sometimes"))
@@ -316,9 +316,9 @@ def _first_call_returns_none(method):
 def test_slurm_preset_extends_submitit_slurm(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from deepfake_detect.train import CONF_DIR
+    from deepfake_detect.config import conf_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
                                           f"paths.root={tmp_path}"], return_hydra_config=True)
     launcher = cfg.hydra.launcher

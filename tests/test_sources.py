@@ -17,7 +17,7 @@ from deepfake_detect.data.audio import AudioError
 from deepfake_detect.data.sources import SOURCES, build_source
 from deepfake_detect.data.splits import SplitConfig, split_clips
 from deepfake_detect.errors import ConfigError, DataError
-from deepfake_detect.train import train
+from deepfake_detect.training import train
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.data import synthetic
-from deepfake_detect.train import train
+from deepfake_detect.training import train
 
 DISTORTIONS = ("base", "pitch", "tempo", "combined")
 

@@ -25,6 +25,8 @@ from deepfake_detect.data.cache import FeatureCache, available_cores
 from deepfake_detect.data.datamodule import AudioDataModule, EpochShuffle, FeatureWork
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.torch_mel import PARITY_DB, LogMel
+from deepfake_detect.models.detector import Detector, ModelConfig
+from deepfake_detect.models.frontend import FrontEnd
 
 
 @dataclass
@@ -217,7 +219,7 @@ class StudyDataset(Dataset):
 def _drain(setup: Setup, dm: AudioDataModule, loader: DataLoader) -> int:
     items = 0
     for x, _, _ in loader:
-        x = dm.model_input(x.to(setup.device, non_blocking=True))
+        x = dm.rows(x.to(setup.device, non_blocking=True))
         items += len(x)
     setup.sync()
     return items
@@ -253,15 +255,14 @@ def _batches(setup: Setup, dm: AudioDataModule) -> Iterator[tuple[torch.Tensor, 
         for x, y, _ in loader:
             if len(y) < setup.batch_size <= len(loader.dataset):
                 continue
-            x = dm.model_input(x.to(setup.device, non_blocking=True))
+            x = dm.rows(x.to(setup.device, non_blocking=True))
             yield x, y.to(setup.device, non_blocking=True)
 
 
 def _model(setup: Setup, dm: AudioDataModule) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    from deepfake_detect.models.detector import Detector, ModelConfig
-
-    model = Detector(model=asdict(ModelConfig()), feature_mean=dm.feature_mean,
-                     feature_std=dm.feature_std).to(setup.device).train()
+    mean, std = FrontEnd(setup.features, dm.store).moments(dm.entries["train"].features)
+    model = Detector(model=asdict(ModelConfig()), feature_mean=mean, feature_std=std,
+                     features=setup.features.as_dict()).to(setup.device).train()
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 

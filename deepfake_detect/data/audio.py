@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_detect.console import decoder_stderr
 from deepfake_detect.errors import DeepfakeDetectError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -107,7 +108,8 @@ def decode(path: str | Path, sample_rate: int, segment: Segment | None = None) -
     if path.stat().st_size == 0:
         raise AudioError("empty file (0 bytes)")
     try:
-        data, native_sr = _read_soundfile(path, segment)
+        with decoder_stderr():  # libmpg123's notes on resynchronised frames stay off screen
+            data, native_sr = _read_soundfile(path, segment)
     except _NotSoundfile as sf_err:
         data, native_sr = _read_fallback(path, segment, sf_err.reason)
     wave = data.mean(axis=1) if data.ndim == 2 else data

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from filelock import FileLock
 
+from deepfake_detect import io
 from deepfake_detect.data.audio import AudioError
 from deepfake_detect.data.clips import Clip
 
@@ -209,17 +210,34 @@ class FeatureCache:
 
     def _build(self, path: Path, request: Request, results: Iterator[Result]) -> None:
         """Write ``request``'s entry from its clips' ``results`` (in clip order)."""
-        for stale in path.parent.glob(f"{path.name}.tmp-*"):  # left by a killed build
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        tmp.mkdir(parents=True)
+        for stale in io.temporaries(path):  # left by a killed build (we hold the entry's lock)
+            io.remove(stale)
+        with io.atomic_path(path) as tmp:
+            tmp.mkdir()
+            rows, skipped, crc = self._write_rows(tmp / "features.npy", request, results)
+            listing = json.dumps({"rows": rows, "skipped": skipped}, indent=1, default=str)
+            (tmp / "clips.json").write_text(listing)
+            meta = {"parts": request.parts, "shape": [len(rows), *request.shape],
+                    "checksum": f"{crc:08x}", "clips_checksum": _text_checksum(listing),
+                    "desc": request.desc}
+            meta["meta_checksum"] = _meta_checksum(meta)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        if skipped:
+            log.warning("%s: skipped %d of %d clips (see %s)", request.desc, len(skipped),
+                        len(request.clips), path / "clips.json")
+
+    @staticmethod
+    def _write_rows(target: Path, request: Request, results: Iterator[Result]
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        """Append each usable clip's row to ``target`` (an ``.npy``); returns the rows'
+        metadata, the skipped clips and the crc32 of the data."""
         shape, desc = tuple(request.shape), request.desc
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         crc = 0
         # Rows are appended with plain writes (no memory map): the build's memory does not
         # grow with the entry, and the page cache, not the process, holds what was written.
-        with open(tmp / "features.npy", "wb") as handle:
+        with open(target, "wb") as handle:
             offset = _write_header(handle, (len(request.clips), *shape))
             for clip, result in zip(request.clips, results, strict=True):
                 if isinstance(result, str):
@@ -239,13 +257,7 @@ class FeatureCache:
             handle.seek(0)  # the header's shape counts the usable clips only
             if _write_header(handle, (len(rows), *shape)) != offset:
                 raise RuntimeError("npy header length changed")  # numpy pads it: never
-        _write_json(tmp / "clips.json", {"rows": rows, "skipped": skipped})
-        _write_json(tmp / "meta.json", {"parts": request.parts, "shape": [len(rows), *shape],
-                                        "checksum": f"{crc:08x}", "desc": desc})
-        os.replace(tmp, path)
-        if skipped:
-            log.warning("%s: skipped %d of %d clips (see %s)", desc, len(skipped),
-                        len(request.clips), path / "clips.json")
+        return rows, skipped, crc
 
     def _run(self, tasks: Sequence[tuple[Work, Clip]], desc: str) -> Iterator[Result]:
         """Each task's result, in order: here with one worker, else from a pool of forks."""
@@ -326,15 +338,32 @@ def _safe(task: tuple[Work, Clip]) -> Result:
         return str(err)
 
 
+def _text_checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _meta_checksum(meta: dict[str, Any]) -> str:
+    """A checksum of meta.json's own content (everything but this field)."""
+    body = {k: v for k, v in meta.items() if k != "meta_checksum"}
+    return _text_checksum(json.dumps(body, sort_keys=True, default=str))
+
+
 def _load(path: Path, shape: tuple[int, ...]) -> tuple[CacheEntry | None, str]:
+    """The entry at ``path`` if it is whole: its rows, clip list and metadata all match their
+    checksums; else None and what is wrong."""
     try:
         meta = json.loads((path / "meta.json").read_text())
-        listing = json.loads((path / "clips.json").read_text())
+        text = (path / "clips.json").read_text()
+        listing = json.loads(text)
         # Copy-on-write mapping: datasets wrap rows as tensors without copying them (and
         # without torch's read-only warning); nothing is ever written back to the file.
         features = np.load(path / "features.npy", mmap_mode="c")
     except (OSError, ValueError) as err:
         return None, f"{type(err).__name__}: {err}"
+    if meta.get("meta_checksum") != _meta_checksum(meta):
+        return None, "meta.json checksum mismatch"
+    if meta.get("clips_checksum") != _text_checksum(text):
+        return None, "clips.json checksum mismatch (the clip list was changed)"
     if tuple(features.shape[1:]) != tuple(shape) or list(features.shape) != meta["shape"]:
         return None, f"shape {features.shape} does not match {meta['shape']} / {shape}"
     if len(listing["rows"]) != len(features):
@@ -343,8 +372,3 @@ def _load(path: Path, shape: tuple[int, ...]) -> tuple[CacheEntry | None, str]:
         return None, "checksum mismatch"
     return CacheEntry(path, features, listing["rows"], listing["skipped"]), ""
 
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)

@@ -1,7 +1,9 @@
-"""The LightningDataModule: clips -> splits -> cached log-mels -> batches.
+"""The LightningDataModule: clips -> splits -> cached rows -> batches.
 
 Reads the ``data`` config group (``source``, ``split``, ``loader``, ``cache``) and gets the
-feature config, the training distortion and the test distortions from the caller.
+feature config, the training distortion and the test distortions from the caller. It ships
+rows as the cache holds them (log-mels, or waveforms with ``data.cache.store: waveform``);
+the model's front end turns them into its input.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from deepfake_detect.data.device_rows import DEVICE_SHARE, DeviceRows, IndexData
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
 from deepfake_detect.data.splits import SplitConfig, check_not_empty, split_clips
+from deepfake_detect.errors import DataError
 from deepfake_detect.task import UNKNOWN
 from deepfake_detect.task import class_names as task_classes
 from deepfake_detect.task import targets as task_targets
@@ -180,8 +183,7 @@ class AudioDataModule(pl.LightningDataModule):
         self.loader = build(LoaderConfig, data_cfg.get("loader"), "data.loader")
         cache_cfg = build(CacheConfig, data_cfg.get("cache"), "data.cache")
         self.cache = FeatureCache(cache_cfg.dir, workers=cache_cfg.workers)
-        self.waveform_store = cache_cfg.store == "waveform"
-        self._log_mel: dict[str, Any] = {}  # device -> torch_mel.LogMel
+        self.store = cache_cfg.store
         self.device: torch.device | None = None  # batches' device; else the Trainer's
         self._device_rows: DeviceRows | None = None
         self._said_host = False
@@ -191,8 +193,6 @@ class AudioDataModule(pl.LightningDataModule):
         self.seed = seed
         self.entries: dict[str, CacheEntry] = {}
         self.stats = BuildStats()
-        self.feature_mean = 0.0
-        self.feature_std = 1.0
         self._prepared = False
 
     @property
@@ -205,7 +205,7 @@ class AudioDataModule(pl.LightningDataModule):
             return
         splits = split_clips(self.source.clips(), self.split_cfg)
         check_not_empty(splits)
-        log.info("clips: %s", {name: len(clips) for name, clips in splits.items()})
+        log.debug("clips: %s", {name: len(clips) for name, clips in splits.items()})
         plan = [("train", "train", self.train_distortion), ("val", "val", self.train_distortion)]
         plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
         requests = [self._request(splits[split], split, d) for _, split, d in plan]
@@ -215,12 +215,8 @@ class AudioDataModule(pl.LightningDataModule):
             self.stats.add(stats)
         for name, entry in self.entries.items():
             if len(entry.rows) == 0:
-                from deepfake_detect.errors import DataError
-
                 raise DataError(f"no usable clips left in {name} "
                                 f"({len(entry.skipped)} skipped; see {entry.path}/clips.json)")
-        self.feature_mean, self.feature_std = _moments(
-            self.entries["train"].features, self._host_log_mel if self.waveform_store else None)
         self.classes = task_classes(self.task, self.entries["train"].rows)
         self.targets = {name: task_targets(self.task, entry.rows, self.classes)
                         for name, entry in self.entries.items()}
@@ -233,12 +229,12 @@ class AudioDataModule(pl.LightningDataModule):
                  "clips": [c.clip_id for c in clips], "distortion": distortion.as_dict(),
                  "distortion_seed": self.seed, "features": self.features.as_dict()}
         shape: tuple[int, ...] = self.features.shape
-        if self.waveform_store:  # one waveform entry serves every log-mel setting
+        if self.store == "waveform":  # one waveform entry serves every log-mel setting
             parts["features"] = {"store": "waveform", "sample_rate": self.features.sample_rate,
                                  "n_samples": self.features.n_samples}
             shape = (self.features.n_samples,)
         work = FeatureWork(self.source, distortion, self.features, self.seed,
-                           self.waveform_store)
+                           self.store == "waveform")
         return Request(parts, clips, work, shape, desc=f"{split}/{distortion.name}")
 
     @property
@@ -309,51 +305,26 @@ class AudioDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """The validation set: ``trainer.predict(model, datamodule=dm)`` scores it to choose
-        the decision threshold (through this module, so batches get ``model_input``)."""
+        the decision threshold (through this module, so index batches become rows)."""
         return self.val_dataloader()
 
-    def to_log_mel(self, x: torch.Tensor) -> torch.Tensor:
-        """Model inputs from a batch of cached rows, on ``x``'s device: log-mels pass through;
-        with ``data.cache.store: waveform`` they are computed here (torch, parity with librosa
-        tested). Code that feeds the model from the loaders or entries itself calls this."""
-        if not self.waveform_store:
-            return x
-        from deepfake_detect.data.torch_mel import LogMel
-
-        key = str(x.device)
-        if key not in self._log_mel:
-            self._log_mel[key] = LogMel(self.features).to(x.device)
-        with torch.no_grad():
-            return self._log_mel[key](x)
-
-    def model_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Model inputs from a loader's ``x`` on the batches' device: row indices become the
-        rows (``on_device``), then :meth:`to_log_mel`. Code that iterates the loaders itself
-        calls this after moving ``x``."""
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The rows of a loader's ``x`` on the batches' device: with ``on_device``, row
+        indices become the rows gathered there; otherwise ``x`` is the rows. Code that
+        iterates the loaders itself calls this after moving ``x``."""
         if x.dtype == torch.int64 and x.ndim == 1:
             assert self._device_rows is not None, "index batches without rows on the device"
             x = self._device_rows.gather(x)
             trainer = getattr(self, "trainer", None)
             if trainer is not None:  # as Lightning did to host batches (e.g. 64-true, bf16-true)
                 x = trainer.precision_plugin.convert_input(x)
-        return self.to_log_mel(x)
+        return x
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Lightning calls this on the training device for every batch of a Trainer that was
         given this module (``datamodule=dm``)."""
         x, *rest = batch
-        return (self.model_input(x), *rest)
-
-    def _host_log_mel(self, rows: np.ndarray) -> np.ndarray:
-        return self.to_log_mel(torch.from_numpy(np.asarray(rows))).numpy()
-
-    def log_mels(self, entry: CacheEntry) -> np.ndarray:
-        """An entry's log-mels, ``(clips, n_mels, frames)``, whatever the store: the memory
-        map itself, or computed from the cached waveforms (on the CPU, into memory)."""
-        if not self.waveform_store:
-            return entry.features
-        return np.concatenate([self._host_log_mel(entry.features[i:i + 32])
-                               for i in range(0, len(entry.features), 32)])
+        return (self.rows(x), *rest)
 
     def test_rows(self, name: str) -> list[dict[str, Any]]:
         return self.entries[f"test/{name}"].rows
@@ -382,22 +353,7 @@ def _report_open_set(targets: dict[str, np.ndarray], entries: dict[str, CacheEnt
         if unknown.any():
             rows = entries[name].rows
             gens = sorted({str(rows[i]["generator"]) for i in np.flatnonzero(unknown)})
-            print(f"[deepfake-detect] {name}: {int(unknown.sum())} clip(s) from generators not "
-                  f"in training ({', '.join(gens)}) are left out of attribution metrics; they "
-                  "still count in the binary (human vs AI) metrics")
+            log.info("%s: %d clip(s) from generators not in training (%s) are left out of "
+                     "attribution metrics; they still count in the binary (human vs AI) "
+                     "metrics", name, int(unknown.sum()), ", ".join(gens))
 
-
-def _moments(features: np.ndarray, transform: Any = None) -> tuple[float, float]:
-    """Mean and std over a (possibly memory-mapped) feature array, in chunks (each passed
-    through ``transform`` first when given: waveforms -> log-mels)."""
-    total, total_sq, count = 0.0, 0.0, 0
-    step = 32 if transform else 256
-    for start in range(0, len(features), step):
-        chunk = features[start:start + step]
-        chunk = np.asarray(transform(chunk) if transform else chunk, dtype=np.float64)
-        total += chunk.sum()
-        total_sq += np.square(chunk).sum()
-        count += chunk.size
-    mean = total / max(count, 1)
-    std = float(np.sqrt(max(total_sq / max(count, 1) - mean * mean, 1e-12)))
-    return float(mean), std

@@ -7,7 +7,7 @@ clip gets the same shift in every run and every job of a sweep.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,9 @@ class Distortion:
     @property
     def is_identity(self) -> bool:
         return self.pitch is None and self.tempo is None
+
+
+DISTORTION_KEYS = tuple(f.name for f in fields(Distortion))
 
 
 def _check_range(r: Range, key: str, lo: float, hi: float) -> None:

@@ -5,9 +5,10 @@ example maps; files ``occlusion_<name>.{csv,json,png}``, ``saliency_<name>.{json
 from __future__ import annotations
 
 import csv
-import os
+import io as text_io
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from itertools import chain, zip_longest
 from pathlib import Path
@@ -16,17 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepfake_detect import io
 from deepfake_detect.config import build, one_of, require
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.explain import occlusion as occ
 from deepfake_detect.explain import plots
 from deepfake_detect.explain import saliency as sal
-from deepfake_detect.metrics import write_json
+
+log = logging.getLogger(__name__)
 
 METHODS = ("integrated_gradients", "gradcam")
 MASKS = ("mean", "floor")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
-ToLogMel = Callable[[torch.Tensor], torch.Tensor]  # cached rows -> (N, n_mels, frames) dB
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,12 @@ def select(labels: np.ndarray, max_clips: int | None, seed: int = 0) -> np.ndarr
 
 
 def explain_test_set(detector: Any, features: np.ndarray, rows: list[dict[str, Any]],
-                     feature_cfg: FeatureConfig, cfg: ExplainConfig, threshold: float,
-                     out_dir: Path, name: str, to_log_mel: ToLogMel | None = None
+                     cfg: ExplainConfig, threshold: float, out_dir: Path, name: str
                      ) -> list[Path]:
-    """Explain ``detector`` (a Detector) on one test set: ``features`` (N, n_mels, frames) in
-    dB with their ``rows`` (or cached rows that ``to_log_mel`` turns into those, e.g.
-    :meth:`AudioDataModule.to_log_mel` for waveform caches); returns the files written."""
+    """Explain ``detector`` (a Detector) on one test set: its cached rows ``features`` (log-mels
+    or waveforms, which the detector's front end turns into log-mels) with their ``rows``;
+    returns the files written."""
+    feature_cfg = detector.features
     cfg.check_features(feature_cfg)
     start = time.perf_counter()
     labels_all = np.array([int(r["label"]) for r in rows])
@@ -107,12 +109,13 @@ def explain_test_set(detector: Any, features: np.ndarray, rows: list[dict[str, A
     labels = labels_all[index]
     device = next(detector.parameters()).device
     x = torch.from_numpy(np.asarray(features[index], dtype=np.float32)).to(device)
-    x = (to_log_mel(x) if to_log_mel is not None else x)[:, None]
+    with torch.no_grad():
+        x = detector.front_end.log_mel(x)
     was_training = detector.training
     detector.eval()
     try:
         band_list = occ.bands(feature_cfg.n_mels, cfg.band_width, cfg.stride)
-        fill = (detector.feature_mean.item() if cfg.mask == "mean"
+        fill = (detector.front_end.mean.item() if cfg.mask == "mean"
                 else x.amin(dim=(1, 2, 3)).reshape(-1, 1, 1, 1))
         result = occ.occlude(detector.score, x, labels, band_list, fill, threshold,
                              cfg.batch_size)
@@ -124,8 +127,8 @@ def explain_test_set(detector: Any, features: np.ndarray, rows: list[dict[str, A
     files += _write_saliency(maps, x, rows, result.base, feature_cfg, cfg, name, out_dir)
     where = (f"peak AUROC drop {top['auroc_drop']:.3f} at {top['f_lo_hz']:.0f}-"
              f"{top['f_hi_hz']:.0f} Hz" if top else "AUROC undefined (one class)")
-    print(f"[deepfake-detect] explain {name}: {len(rows)} clips x {len(band_list)} bands, "
-          f"{where} ({time.perf_counter() - start:.1f} s)", flush=True)
+    log.info("explain %s: %d clips x %d bands, %s (%.1f s)", name, len(rows), len(band_list),
+             where, time.perf_counter() - start)
     return files
 
 
@@ -156,20 +159,18 @@ def _write_occlusion(result: occ.Occlusion, rows: list[dict[str, Any]],
     """The occlusion CSV, JSON and PNG, and the band with the largest AUROC drop."""
     table = occ.table(result, feature_cfg, _groups(rows, result.labels))
     summary = {k: v for k, v in result.metrics().items() if k in ("n", "auroc", "accuracy")}
-    csv_path = out_dir / f"occlusion_{name}.csv"
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
-                         for r in table)
-    os.replace(tmp, csv_path)
+    buffer = text_io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(table[0]), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
+                     for r in table)
+    csv_path = io.write_text(out_dir / f"occlusion_{name}.csv", buffer.getvalue())
     payload = {"test_set": name, "threshold": result.threshold, "unmasked": summary,
                "mask": cfg.mask, "band_width": cfg.band_width, "stride": cfg.stride,
                "features": feature_cfg.as_dict(), "peak_auroc_drop": occ.peak(table),
                "peak_accuracy_drop": occ.peak(table, "accuracy_drop"), "bands": table}
     title = f"band occlusion, test set '{name}' ({cfg.band_width}-bin bands, mask {cfg.mask})"
-    return [csv_path, write_json(out_dir / f"occlusion_{name}.json", payload),
+    return [csv_path, io.write_json(out_dir / f"occlusion_{name}.json", payload),
             plots.plot_occlusion(table, summary, title, out_dir / f"occlusion_{name}.png")
             ], payload["peak_auroc_drop"]
 
@@ -187,7 +188,7 @@ def _write_saliency(maps: np.ndarray, x: torch.Tensor, rows: list[dict[str, Any]
                "groups": {g: {"n": p["n"], "mel": p["mel"].tolist(), "time": p["time"].tolist()}
                           for g, p in profiles.items()},
                "config": asdict(cfg)}
-    files = [write_json(out_dir / f"saliency_{name}.json", payload),
+    files = [io.write_json(out_dir / f"saliency_{name}.json", payload),
              plots.plot_saliency(profiles, hz, seconds, f"{method}, test set '{name}'",
                                  out_dir / f"saliency_{name}.png")]
     if cfg.n_examples:
@@ -205,6 +206,6 @@ def explain_datamodule(detector: Any, dm: Any, cfg: ExplainConfig, threshold: fl
     files: list[Path] = []
     for name in cfg.distortions or dm.test_names:
         entry = dm.entries[f"test/{name}"]
-        files += explain_test_set(detector, entry.features, entry.rows, dm.features, cfg,
-                                  threshold, out_dir, name, dm.to_log_mel)
+        files += explain_test_set(detector, entry.features, entry.rows, cfg, threshold,
+                                  out_dir, name)
     return files

@@ -3,11 +3,12 @@ example spectrograms with their maps. Frequency axes are in Hz on a mel-spaced s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deepfake_detect import io
 
 
 def _pyplot():
@@ -32,11 +33,7 @@ def _mel_axis(ax: Any, fmax: float) -> None:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    _pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    return io.save_figure(fig, path)
 
 
 def plot_occlusion(rows: list[dict[str, Any]], summary: dict[str, Any], title: str,

@@ -1,8 +1,9 @@
-"""The LightningModule: ResNet18 over normalised log-mels, scores = P(AI-generated)."""
+"""The LightningModule: a front end (rows -> normalised log-mels) and ResNet18; scores are
+P(AI-generated)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
@@ -11,6 +12,8 @@ from torch import nn
 
 from deepfake_detect import LABEL_NAMES
 from deepfake_detect.config import one_of, positive, require
+from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.models.frontend import FrontEnd
 from deepfake_detect.models.resnet import resnet18_one_channel
 from deepfake_detect.task import UNKNOWN
 
@@ -46,21 +49,23 @@ class ModelConfig:
 
 class Detector(pl.LightningModule):
     """Detector over ``classes`` (class 0 is human; ``("human", "ai")`` for the binary task,
-    human plus each generator for attribution). Hyperparameters are plain values so
-    checkpoints load with ``weights_only=True``. Feature normalisation statistics travel as
-    buffers."""
+    human plus each generator for attribution), fed rows as the data pipeline stores them
+    (``store``: log-mels or waveforms; see :class:`FrontEnd`). Hyperparameters are plain
+    values so checkpoints load with ``weights_only=True``; the normalisation statistics are
+    the front end's buffers."""
 
     def __init__(self, model: dict, num_classes: int = 2, feature_mean: float = 0.0,
                  feature_std: float = 1.0, test_names: tuple[str, ...] = ("base",),
-                 features: dict | None = None, classes: tuple[str, ...] | None = None):
+                 features: dict | None = None, classes: tuple[str, ...] | None = None,
+                 store: str = "features"):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = ModelConfig(**model)
         self.classes = tuple(classes) if classes else tuple(LABEL_NAMES.values())
         num_classes = len(self.classes) if classes else num_classes
+        self.front_end = FrontEnd(FeatureConfig(**(features or {})), store, feature_mean,
+                                  feature_std)
         self.net = resnet18_one_channel(num_classes, self.cfg.stem_freq_stride)
-        self.register_buffer("feature_mean", torch.tensor(float(feature_mean)))
-        self.register_buffer("feature_std", torch.tensor(float(feature_std)))
         # Decision threshold on P(AI-generated), chosen on the validation set after training.
         self.register_buffer("threshold", torch.tensor(0.5))
         self.test_names = list(test_names)
@@ -83,10 +88,14 @@ class Detector(pl.LightningModule):
         """True when the classes are human plus generators rather than human vs ai."""
         return self.classes != tuple(LABEL_NAMES.values())
 
+    @property
+    def features(self) -> FeatureConfig:
+        return self.front_end.features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for (batch, 1, n_mels, frames) log-mel inputs in dB."""
-        x = (x - self.feature_mean) / self.feature_std
-        return self.net(x)
+        """Logits for a batch of rows: log-mels in dB ``(batch, [1,] n_mels, frames)`` or
+        clip-length waveforms ``(batch, [1,] n_samples)``."""
+        return self.net(self.front_end(x))
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """P(AI-generated) per input (1 - P(human) when there are several AI classes)."""
@@ -148,6 +157,3 @@ def ai_probability(probs: torch.Tensor) -> torch.Tensor:
     """P(AI-generated) from class probabilities whose class 0 is human."""
     return probs[:, 1] if probs.shape[-1] == 2 else 1.0 - probs[:, 0]
 
-
-def model_config_dict(cfg: ModelConfig) -> dict:
-    return asdict(cfg)

@@ -1,13 +1,13 @@
-"""``python -m deepfake_detect.bench [--size tiny|full] [--out report.json]``.
-
-Measures, side by side in one run, on generated WAV clips read by the ``folder`` source:
+"""The benchmark's sizes and the run of every figure, measured side by side in one run, on
+generated WAV clips read by the ``folder`` source:
 
 a. one training epoch of batches from the cache vs. the study's way (decode + librosa log-mel
    for every item, every epoch) -- goal >= 20x;
 b. training steps per second through the real DataModule vs. the same model on batches
    already in memory -- goal >= 0.9 (b2: the same with ``data.cache.store: waveform``, the
-   log-mel computed per batch on the training device; b0, where the rows went to the device
-   (``data.loader.on_device``), the same with the rows read on the host);
+   log-mel computed per batch by the model's front end on the training device; b0, where the
+   rows went to the device (``data.loader.on_device``), the same with the rows read on the
+   host);
 c. cache build throughput with one worker per core vs. one worker -- goal >= 0.8 x cores,
    with the results identical (c0: the first-call cost the parent pays before forking; c1:
    the machine's own ceiling, one process per core running the same work with no cache);
@@ -18,22 +18,27 @@ e. the peak RSS of cache builds of two sizes (fresh processes) and how it grows 
 ``tiny`` runs in well under a minute (the CI test); ``full`` uses the study's features
 (22.05 kHz, 10 s, 128 mels) on 256 clips, or 64 a core where that is more (so that c measures
 a build's throughput, not the start of its workers), and takes a few minutes on 2 CPU cores.
-No timing is asserted anywhere: the verdicts are printed, the exit code is 0 whenever every
-figure was measured.
+No timing is asserted anywhere: the verdicts are printed.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+
+from deepfake_detect.bench import figures as fig
+from deepfake_detect.bench.clips import write_folder
+from deepfake_detect.data.audio import AUDIO_EXTENSIONS
+from deepfake_detect.data.cache import available_cores
+from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.plan import distortion_preset
 
 START = time.perf_counter()
 STUDY = {"sample_rate": 22050, "duration": 10.0, "n_fft": 2048, "hop_length": 512,
@@ -68,10 +73,6 @@ SIZES = {
 
 
 def machine() -> dict[str, Any]:
-    import torch
-
-    from deepfake_detect.data.cache import available_cores
-
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -85,15 +86,6 @@ def machine() -> dict[str, Any]:
 
 def run(size: Size, device: str, audio: Path | None, workdir: Path,
         loader: dict[str, Any]) -> list:
-    import numpy as np
-    import torch
-
-    from deepfake_detect.bench import figures as fig
-    from deepfake_detect.bench.clips import write_folder
-    from deepfake_detect.data.cache import available_cores
-    from deepfake_detect.data.features import FeatureConfig
-    from deepfake_detect.train import distortion_preset
-
     features = FeatureConfig(**size.features)
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                           else "cpu" if device == "auto" else device)
@@ -124,7 +116,7 @@ def run(size: Size, device: str, audio: Path | None, workdir: Path,
     out[1:1] = fig.steps_figures(setup, dm, wave_dm, host_dm, steps, size.rounds)
     say("d: torch log-mel vs librosa")
     files = sorted(p for p in (audio or workdir / "audio").rglob("*")
-                   if p.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"))
+                   if p.suffix.lower() in AUDIO_EXTENSIONS)
     if audio is None:  # generated clips: take both classes
         files = files[: size.mel_clips // 2] + files[-(size.mel_clips // 2):]
     waves = fig.clip_waves(files[: max(size.mel_clips, 2)] if audio is None else files,
@@ -146,45 +138,3 @@ def table(rows: list) -> str:
         verdict = "-" if row.ok is None else "PASS" if row.ok else "short of goal"
         lines.append(f"{row.key:<4}{row.name:<58}{row.text:<64}{row.goal:<24}{verdict}")
     return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deepfake_detect.bench",
-                                     description=__doc__.split("\n\n")[1])
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
-    parser.add_argument("--audio", type=Path,
-                        help="real audio files (a folder) for the log-mel parity and speed")
-    parser.add_argument("--num-workers", type=int,
-                        help="data.loader.num_workers (default: auto, the DataModule's)")
-    parser.add_argument("--on-device", choices=["auto", "true", "false"],
-                        help="data.loader.on_device (default: auto, the DataModule's)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--workdir", type=Path, help="keep the clips and caches here")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    size = SIZES[args.size]
-    loader: dict[str, Any] = {}
-    if args.num_workers is not None:
-        loader["num_workers"] = args.num_workers
-    if args.on_device is not None:
-        loader["on_device"] = {"true": True, "false": False}.get(args.on_device, "auto")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    info = machine()
-    say(f"size {args.size} on {info['cores']} cores ({info['cpu']}); GPU: {info['gpu']}")
-    with tempfile.TemporaryDirectory(prefix="deepfake-detect-bench-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        rows = run(size, args.device, args.audio, workdir, loader)
-    print(table(rows))
-    if args.out:
-        report = {"size": args.size, "machine": info, "settings": asdict(size),
-                  "figures": [asdict(row) for row in rows]}
-        args.out.write_text(json.dumps(report, indent=1, default=str))
-    return 0

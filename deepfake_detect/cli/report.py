@@ -1,0 +1,60 @@
+"""``deepfake-detect-report``: the train × test distortion matrix of an experiment (or one
+sweep) from MLflow, as markdown, a heatmap and a summary run (:mod:`deepfake_detect.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from deepfake_detect import tracking
+from deepfake_detect.cli.common import add_verbosity, parse, run
+from deepfake_detect.report import DEFAULT_METRICS, report
+
+log = logging.getLogger("deepfake_detect.cli.report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepfake-detect-report",
+        description="The train x test distortion matrix of a sweep from MLflow: mean ± std "
+                    "over seeds per cell, as report.md, heatmap.png and a summary run.")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///$DEEPFAKE_DETECT_OUTPUTS/mlflow.db, outputs/ if unset)")
+    parser.add_argument("--experiment", default="deepfake-detect", help="MLflow experiment")
+    parser.add_argument("--sweep-id", default=None, help="only runs with this sweep_id tag")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default <outputs>/report)")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--no-summary-run", action="store_true",
+                        help="do not log a summary run to MLflow")
+    add_verbosity(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``deepfake-detect-report``; returns the exit status."""
+    args = parse(build_parser(), argv)
+    if isinstance(args, int):
+        return args
+    return run(lambda: _report(args), "the report")
+
+
+def _report(args: argparse.Namespace) -> int:
+    uri = args.tracking_uri or tracking.default_tracking_uri()
+    out = args.out or tracking.outputs_root() / "report"
+    result = report(uri, args.experiment, out, args.sweep_id, tuple(args.metrics),
+                    not args.no_summary_run)
+    print(result["markdown"].read_text())
+    log.info("wrote %s and %s from %d runs%s", result["markdown"], result["heatmap"],
+             result["n_runs"],
+             f"; summary run {result['summary_run_id']}" if result["summary_run_id"] else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

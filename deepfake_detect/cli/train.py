@@ -1,0 +1,109 @@
+"""``deepfake-detect-train [overrides]``: Hydra composes ``conf/train.yaml``; each job trains
+and tests one configuration (:func:`deepfake_detect.training.train`), or a chain of them
+(:func:`deepfake_detect.iterative.train_iterative` when ``iterative.stages`` is set).
+
+A finished configuration prints its stored results without importing the training stack
+(a re-run sweep skips its finished jobs in well under a second each). A configuration error
+is one line naming the key, exit code 2, and leaves no output folder behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detect import console
+from deepfake_detect.config import conf_dir, to_plain
+from deepfake_detect.errors import ConfigError, DeepfakeDetectError, UsageError
+from deepfake_detect.scaling import prepare_sweep_job, release_gpu
+from deepfake_detect.summary import finished_run
+
+log = logging.getLogger("deepfake_detect.cli.train")
+VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
+_verbosity = 0
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
+def _hydra_main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    console.quiet_third_party(_verbosity)
+    if _verbosity:
+        logging.getLogger("deepfake_detect").setLevel(logging.DEBUG)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        _tag_sweep_job(cfg, hydra_cfg)
+    try:
+        worked = _job(cfg)
+    except DeepfakeDetectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if isinstance(err, ConfigError | UsageError):  # rejected before any work
+            _drop_output_dir(hydra_cfg)
+        sys.exit(2)
+    finally:
+        release_gpu()  # joblib reuses its worker processes for later jobs
+    if not worked:
+        _drop_output_dir(hydra_cfg)
+
+
+def _job(cfg: DictConfig) -> bool:
+    """Run one job; False when there was nothing to do (a finished configuration)."""
+    resolved = to_plain(cfg)
+    if finished_run(resolved) is not None:
+        return False
+    console.release_lightning_handlers()
+    from deepfake_detect.iterative import is_iterative, train_iterative  # the training stack
+    from deepfake_detect.training import train
+
+    if is_iterative(resolved):
+        train_iterative(resolved)
+    else:
+        train(resolved)
+    return True
+
+
+def _tag_sweep_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """Tags naming the sweep, and the job's GPU when sweep jobs share a machine's GPUs."""
+    OmegaConf.set_struct(cfg, False)
+    cfg.logger.setdefault("tags", {})
+    cfg.logger.tags["sweep_id"] = Path(hydra_cfg.sweep.dir).name
+    cfg.logger.tags["sweep_overrides"] = ",".join(hydra_cfg.overrides.task)
+    try:
+        gpu = prepare_sweep_job(to_plain(cfg.trainer), str(hydra_cfg.launcher._target_),
+                                hydra_cfg.job.num)
+    except DeepfakeDetectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if gpu:
+        cfg.logger.tags["gpu"] = gpu
+
+
+def _drop_output_dir(hydra_cfg: DictConfig) -> None:
+    """Remove the job's Hydra folder when the job did nothing worth keeping (it holds only the
+    composed config and an empty or trivial log), and its date folder once that is empty."""
+    folder = Path(hydra_cfg.runtime.output_dir)
+    kept = {".hydra", f"{hydra_cfg.job.name}.log"}
+    if not folder.is_dir() or any(p.name not in kept for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    parent = folder.parent
+    if hydra_cfg.mode != RunMode.MULTIRUN and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def main() -> None:
+    """Console script ``deepfake-detect-train``."""
+    global _verbosity
+    _verbosity = sum(2 if arg == "-vv" else 1 for arg in sys.argv[1:] if arg in VERBOSE_FLAGS)
+    sys.argv = [arg for arg in sys.argv if arg not in VERBOSE_FLAGS]
+    console.quiet_third_party(_verbosity)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Explaining any trained model on the test split of any source under any distortion (what
+``deepfake-detect-explain`` runs): the data come from ``conf/train.yaml`` composed with
+overrides, through the same feature cache as training; files go to an output folder and, when
+the model's MLflow run is in the store, to that run under ``explain/``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect import tracking
+from deepfake_detect.config import build, compose, require, to_plain
+from deepfake_detect.data.datamodule import AudioDataModule
+from deepfake_detect.data.distortions import Distortion
+from deepfake_detect.explain.analysis import ExplainConfig, explain_test_set
+from deepfake_detect.inference import resolve_device
+from deepfake_detect.models.refs import load_model
+from deepfake_detect.plan import build_distortion, distortion_preset
+
+log = logging.getLogger(__name__)
+
+
+def distortions_to_explain(resolved: dict[str, Any], names: Sequence[str] | None
+                           ) -> list[Distortion]:
+    """The distortions to explain: ``explain.distortions``, else the ``distortion`` group."""
+    group = build_distortion(resolved["distortion"], "distortion")
+    return [group if name == group.name else distortion_preset(name, "explain.distortions")
+            for name in names or (group.name,)]
+
+
+def explain_model(model: Any, overrides: Sequence[str] = (), *, out: Path | None = None,
+                  label: str | None = None, mlflow: bool = True, tracking_uri: str | None = None,
+                  device: str = "auto") -> dict[str, Any]:
+    """Explain ``model`` on the configured data; returns the files written, where they were
+    logged (MLflow run id or None) and the output folder."""
+    resolved = to_plain(compose("train", overrides))
+    cfg = build(ExplainConfig, resolved.get("explain"), "explain")
+    seed = resolved.get("seed", 0)
+    require(isinstance(seed, int) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")
+    outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
+    logger = build(tracking.LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
+    uri = tracking_uri or logger.tracking_uri or tracking.default_tracking_uri(outputs)
+    distortions = distortions_to_explain(resolved, cfg.distortions)
+    loaded = load_model(model, uri)
+    cfg.check_features(loaded.features)
+    detector = loaded.detector.to(resolve_device(device))
+    run_id = loaded.meta.get("run_id")
+    out = Path(out) if out else outputs / "explain" / str(run_id or Path(loaded.source).parent.name)
+    dm = AudioDataModule(resolved["data"], loaded.features, distortions[0], distortions, seed)
+    prefix = label or str(resolved["data"]["source"].get("name", "data"))
+    log.info("%s", loaded.describe())
+    files = []
+    for distortion in distortions:
+        entry = dm.split_entry("test", distortion)
+        files += explain_test_set(detector, entry.features, entry.rows, cfg, loaded.threshold,
+                                  out, f"{prefix}-{distortion.name}")
+    logged = log_to_run(files, run_id, uri) if mlflow else None
+    return {"files": [str(f) for f in files], "out": str(out), "run_id": logged}
+
+
+def log_to_run(files: list[Path], run_id: str | None, uri: str) -> str | None:
+    """Log ``files`` under ``explain/`` in the model's run when the store has it."""
+    if not run_id:
+        log.info("the model names no MLflow run; files not logged")
+        return None
+    if tracking.is_local_sqlite(uri) and not tracking.sqlite_path(uri).is_file():
+        log.info("no MLflow store at %s; files not logged (--tracking-uri names another)", uri)
+        return None
+    tracking.prepare_store()
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        tracking.retry(lambda: client.get_run(run_id), "read run")
+    except MlflowException:
+        log.info("MLflow run %s is not in %s; files not logged", run_id, uri)
+        return None
+    for path in files:
+        tracking.retry(lambda f=path: client.log_artifact(run_id, str(f), "explain"),
+                       "log explain artifact")
+    log.info("logged %d files to MLflow run %s under explain/", len(files), run_id)
+    return run_id

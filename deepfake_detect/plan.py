@@ -1,0 +1,170 @@
+"""A run's plan: the resolved config validated into typed parts before any heavy work.
+
+Every check that does not need the data happens here, each error naming its config key:
+the groups, the seed, features, distortions (test presets composed by Hydra), the model and
+its weights, the logger, the trainer's arguments against Lightning and the machine, the data
+source and the DataModule (which do no I/O yet).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.fabric.connector import _PRECISION_INPUT_STR
+from omegaconf import DictConfig
+
+from deepfake_detect import scaling
+from deepfake_detect.config import build, compose_option, require, to_plain
+from deepfake_detect.data.datamodule import AudioDataModule
+from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion
+from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.errors import ConfigError
+from deepfake_detect.explain import ExplainConfig, explain_config
+from deepfake_detect.models.detector import ModelConfig
+from deepfake_detect.models.resnet import resolve_weights
+from deepfake_detect.runs import RunDir, run_dir_for
+from deepfake_detect.task import check_task
+from deepfake_detect.tracking import LoggerConfig
+
+GROUPS = ("data", "features", "distortion", "model", "trainer", "logger", "paths")
+PRECISIONS = (*typing.get_args(_PRECISION_INPUT_STR), "16", "32", "64", "bf16", 16, 32, 64)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Trainer arguments that must be whole numbers (lower bound), and those that take a count or
+# a fraction of batches.
+TRAINER_INTS = {"max_epochs": 1, "min_epochs": 0, "log_every_n_steps": 1,
+                "num_sanity_val_steps": -1, "accumulate_grad_batches": 1, "num_nodes": 1,
+                "check_val_every_n_epoch": 1}
+TRAINER_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                  "limit_predict_batches")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The ``eval`` node: which test distortions, and the decision threshold."""
+
+    distortions: tuple[str, ...] = ("base",)
+    threshold: float | str = 0.5
+
+    def __post_init__(self) -> None:
+        require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
+        require(self.threshold == "val_eer" or (isinstance(self.threshold, int | float)
+                                                and 0 < self.threshold < 1), "threshold",
+                f"must be a number in (0, 1) or val_eer, got {self.threshold!r}")
+
+
+@dataclass
+class Plan:
+    """Everything a training run needs, validated, before any heavy work."""
+
+    resolved: dict[str, Any]
+    seed: int
+    task: str
+    features: FeatureConfig
+    distortion: Distortion
+    test_distortions: list[Distortion]
+    eval: EvalConfig
+    model: ModelConfig
+    weights_path: Path | None
+    logger: LoggerConfig
+    trainer: dict[str, Any]
+    outputs: Path
+    run_dir: RunDir
+    resume: bool
+    datamodule: AudioDataModule
+    explain: ExplainConfig
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self) -> str:
+        """The kind of rows the model is fed (``data.cache.store``)."""
+        return self.datamodule.store
+
+
+def distortion_preset(name: str, key: str = "eval.distortions") -> Distortion:
+    """The distortion of ``conf/distortion/<name>.yaml``, composed by Hydra."""
+    return build_distortion(compose_option("distortion", str(name), key), f"distortion {name}")
+
+
+def build_distortion(node: dict[str, Any], prefix: str) -> Distortion:
+    """A Distortion from a config node; errors name ``<prefix>.<key>``."""
+    try:
+        return Distortion.from_dict(node)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+    except TypeError as err:
+        raise ConfigError(prefix, f"{err}; allowed keys: {', '.join(DISTORTION_KEYS)}") from None
+
+
+def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
+    """Validate ``cfg`` into a Plan; every error names its config key."""
+    resolved = to_plain(cfg)
+    for key in GROUPS:
+        require(isinstance(resolved.get(key), dict), key, "missing config group")
+    resolved["trainer"] = scaling.resolve_trainer(resolved["trainer"])
+    seed = resolved.get("seed", 0)
+    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
+            f"must be an integer >= 0, got {seed!r}")
+    task = check_task(resolved.get("task", "binary"))
+    features = build(FeatureConfig, resolved["features"], "features")
+    distortion = build_distortion(resolved["distortion"], "distortion")
+    evaluation = eval_config(resolved.get("eval"))
+    tests = [distortion if name == distortion.name else distortion_preset(name)
+             for name in evaluation.distortions]
+    model = build(ModelConfig, resolved["model"], "model")
+    logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
+    trainer = trainer_kwargs(resolved["trainer"])
+    datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed, task)
+    tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
+    return Plan(resolved, seed, task, features, distortion, tests, evaluation, model,
+                resolve_weights(model.weights), logger, trainer,
+                Path(resolved["paths"]["root"]).expanduser().resolve(),
+                run_dir_for(resolved), bool(resolved.get("resume", True)), datamodule,
+                explain_config(resolved), tags)
+
+
+def eval_config(node: Any) -> EvalConfig:
+    values = dict(node or {})
+    if isinstance(values.get("distortions"), list | tuple):
+        values["distortions"] = tuple(str(d) for d in values["distortions"])
+    return build(EvalConfig, values, "eval")
+
+
+def trainer_kwargs(node: dict[str, Any]) -> dict[str, Any]:
+    """``trainer`` config keys, checked against ``lightning.pytorch.Trainer``'s arguments,
+    their types and this machine (our extra keys, ``channels_last`` and ``gpu_per_job``,
+    are checked by :mod:`deepfake_detect.scaling` and left out)."""
+    node, extras = scaling.split_trainer(node)
+    scaling.check_extras(extras)
+    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    for key in node:
+        require(key in allowed, f"trainer.{key}",
+                "not an argument of lightning.pytorch.Trainer")
+    check_trainer_values(node)
+    scaling.check_hardware(node)
+    return dict(node)
+
+
+def check_trainer_values(node: dict[str, Any]) -> None:
+    """Types and ranges of the trainer arguments people set most."""
+    for key, low in TRAINER_INTS.items():
+        value = node.get(key)
+        require(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                  and (value >= low or (key == "max_epochs" and value == -1))),
+                f"trainer.{key}", f"must be an integer >= {low}, got {value!r}")
+    for key in TRAINER_LIMITS:
+        value = node.get(key)
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= 0) or (isinstance(value, float) and 0 <= value <= 1)
+        require(ok, f"trainer.{key}", "must be a number of batches (an integer >= 0), a "
+                f"fraction in [0, 1] or null (all), got {value!r}")
+    require(node.get("precision", "32-true") in PRECISIONS, "trainer.precision",
+            f"got {node.get('precision')!r}; allowed: auto, "
+            f"{', '.join(map(str, typing.get_args(_PRECISION_INPUT_STR)))}")
+    require(str(node.get("accelerator", "auto")) in ACCELERATORS, "trainer.accelerator",
+            f"got {node.get('accelerator')!r}; allowed: {', '.join(ACCELERATORS)}")
+
