@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.data import synthetic
+from deepfake_detect.metrics import binary_metrics
 from deepfake_detect.train import train
 
 DISTORTIONS = ("base", "pitch", "tempo", "combined")
@@ -25,15 +27,30 @@ def finished(tmp_path_factory) -> dict:
     return train(cfg)
 
 
+def predictions(result: dict, name: str) -> list[dict[str, str]]:
+    with (Path(result["run_dir"]) / "artifacts" / f"predictions_{name}.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_returns_test_metrics_for_every_distortion(finished: dict) -> None:
+    """Every metric of every test distortion is what the predictions CSV gives."""
+    threshold = finished["threshold"]
+    assert finished["threshold_rule"] == "fixed 0.5" and threshold == 0.5
     for name in DISTORTIONS:
+        rows = predictions(finished, name)
+        assert len(rows) == 4  # one test batch of 4 (debug=fast_dev_run)
+        scores = torch.tensor([float(row["score"]) for row in rows])
+        labels = torch.tensor([int(row["label"]) for row in rows])
+        assert [int(row["prediction"]) for row in rows] == (scores >= threshold).long().tolist()
+        hits = [row["prediction"] == row["label"] for row in rows]
+        assert finished[f"test/{name}/accuracy"] == pytest.approx(sum(hits) / len(rows))
+        # All of them, from the (6-decimal) scores of the CSV.
+        expected = binary_metrics(scores, labels, threshold)
         for metric in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc",
                        "eer"):
-            assert f"test/{name}/{metric}" in finished
-        assert 0.0 <= finished[f"test/{name}/accuracy"] <= 1.0
+            got = finished[f"test/{name}/{metric}"]
+            assert got == pytest.approx(expected[metric], abs=1e-4, nan_ok=True), (name, metric)
         # Accuracy per generator: recall on each generator's clips, specificity on human ones.
-        rows = list(csv.DictReader((Path(finished["run_dir"]) / "artifacts"
-                                    / f"predictions_{name}.csv").open()))
         for gen in {row["generator"] for row in rows}:
             mine = [row for row in rows if row["generator"] == gen]
             hits = sum(row["prediction"] == row["label"] for row in mine)
@@ -57,15 +74,23 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(finished: dict) -> None:
     history = client.get_metric_history(run.info.run_id, "val/loss")
     assert len(history) == 2
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
-    assert "test/pitch/eer" in run.data.metrics
+    for key in ("test/pitch/eer", "test/tempo/f1", "test/base/accuracy"):
+        assert run.data.metrics[key] == pytest.approx(finished[key], nan_ok=True), key
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     for name in DISTORTIONS:
         assert {f"confusion_{name}.png", f"confusion_{name}.json",
                 f"predictions_{name}.csv"} <= files
     local = Path(client.download_artifacts(run.info.run_id, "confusion_base.json"))
     counts = json.loads(local.read_text())
-    assert counts["labels"] == ["human", "ai"]
-    assert sum(map(sum, counts["matrix"])) > 0
+    assert counts["labels"] == ["human", "ai"] and counts["threshold"] == finished["threshold"]
+    # Rows true, columns predicted: the counts of the predictions CSV, every test clip once.
+    rows = predictions(finished, "base")
+    matrix = [[0, 0], [0, 0]]
+    for row in rows:
+        matrix[int(row["label"])][int(row["prediction"])] += 1
+    assert counts["matrix"] == matrix and sum(map(sum, matrix)) == len(rows) == 4
+    assert run.data.metrics["test/base/accuracy"] == pytest.approx(
+        (matrix[0][0] + matrix[1][1]) / len(rows))
     csv_path = Path(client.download_artifacts(run.info.run_id, "predictions_tempo.csv"))
     header = csv_path.read_text().splitlines()[0].split(",")
     assert header[:5] == ["clip_id", "generator", "label", "score", "prediction"]
