@@ -35,10 +35,10 @@ def predictions(result: dict, name: str) -> list[dict[str, str]]:
 def test_returns_test_metrics_for_every_distortion(finished: dict) -> None:
     """Every metric of every test distortion is what the predictions CSV gives."""
     threshold = finished["threshold"]
-    assert finished["threshold_rule"] == "fixed 0.5" and threshold == 0.5
+    assert threshold == 0.5  # eval.threshold's default
     for name in DISTORTIONS:
         rows = predictions(finished, name)
-        assert len(rows) == 4  # one test batch of 4 (debug=fast_dev_run)
+        assert len(rows) == finished["data"]["clips"][f"test/{name}"]  # every test clip
         scores = torch.tensor([float(row["score"]) for row in rows])
         labels = torch.tensor([int(row["label"]) for row in rows])
         assert [int(row["prediction"]) for row in rows] == (scores >= threshold).long().tolist()
@@ -75,7 +75,10 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(finished: dict) -> None:
     assert len(history) == 2
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
     for key in ("test/pitch/eer", "test/tempo/f1", "test/base/accuracy"):
-        assert run.data.metrics[key] == pytest.approx(finished[key], nan_ok=True), key
+        if finished[key] == finished[key]:
+            assert run.data.metrics[key] == pytest.approx(finished[key]), key
+        else:  # NaN (one class in the test batch): not logged
+            assert key not in run.data.metrics
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     for name in DISTORTIONS:
         assert {f"confusion_{name}.png", f"confusion_{name}.json",
@@ -88,7 +91,8 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(finished: dict) -> None:
     matrix = [[0, 0], [0, 0]]
     for row in rows:
         matrix[int(row["label"])][int(row["prediction"])] += 1
-    assert counts["matrix"] == matrix and sum(map(sum, matrix)) == len(rows) == 4
+    assert counts["matrix"] == matrix
+    assert sum(map(sum, matrix)) == len(rows) == finished["data"]["clips"]["test/base"]
     assert run.data.metrics["test/base/accuracy"] == pytest.approx(
         (matrix[0][0] + matrix[1][1]) / len(rows))
     csv_path = Path(client.download_artifacts(run.info.run_id, "predictions_tempo.csv"))
