@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,6 +63,14 @@ def broken_files(tmp_path: Path) -> Path:
     return folder
 
 
+def expected_windows(path: Path, hop_s: float) -> set[int]:
+    """The window counts a file can have at the model's rate (1 s windows every ``hop_s``);
+    a sample either way for resampling and compressed formats' frame counts."""
+    info = sf.info(str(path))
+    n = info.frames * SR / info.samplerate
+    return {1 + max(0, math.ceil((m - SR) / (hop_s * SR))) for m in range(int(n) - 1, int(n) + 3)}
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
@@ -114,10 +123,13 @@ def test_cli_scores_real_audio_and_reports_broken_files(trained: dict, good_file
     for path in [*real, good_files / "short.wav", good_files / "nested" / "stereo.flac"]:
         row = rows[path.name]
         assert row["error"] == "", (path, row["error"])
+        # A probability (its value is checked against the test loop in
+        # test_score_matches_the_test_loop), and the decision that goes with it.
         assert 0.0 <= float(row["score"]) <= 1.0
         assert row["decision"] == ("ai" if float(row["score"]) >= float(row["threshold"])
                                    else "human")
-        assert int(row["n_windows"]) >= 1
+        # Every 10 s (--hop 10) a 1 s window, plus one ending at the end of the file.
+        assert int(row["n_windows"]) in expected_windows(path, hop_s=10), path
         assert row["threshold_rule"] == "fixed 0.5"
     assert rows["short.wav"]["n_windows"] == "1"
     reasons = {name: rows[name]["error"] for name in ("random.wav", "empty.wav", "silent.wav")}
