@@ -6,12 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.data import synthetic
-from deepfake_detect.metrics import binary_metrics
+from deepfake_detect.metrics import binary_metrics, equal_error_rate
+from deepfake_detect.predict import load_model  # modules being split up: imports here only
 from deepfake_detect.train import train
 
 DISTORTIONS = ("base", "pitch", "tempo", "combined")
@@ -132,3 +134,25 @@ def test_changing_features_misses_the_cache(make_cfg, tmp_path) -> None:
     second = train(make_cfg(cache, "eval.distortions=[base]", "features.n_mels=24",
                             root=tmp_path / "b"))
     assert second["data"]["cache"]["built"] == 3
+
+
+def test_val_eer_threshold_is_the_eer_point_of_the_val_scores(make_cfg, tmp_path) -> None:
+    """``eval.threshold=val_eer``: the threshold is the EER point of the trained model's
+    scores on the validation set, and it is the one the test decisions use."""
+    result = train(make_cfg("eval.threshold=val_eer", "eval.distortions=[base]",
+                            "data.cache.workers=1"))
+    model = load_model(result["run_dir"])
+    assert model.threshold_rule == "val_eer" and model.threshold == result["threshold"]
+    entry = next(p.parent for p in (tmp_path / "out" / "cache").glob("*/meta.json")
+                 if '"desc": "val/base"' in p.read_text())
+    rows = json.loads((entry / "clips.json").read_text())["rows"]
+    labels = torch.tensor([row["label"] for row in rows])
+    assert set(labels.tolist()) == {0, 1}  # both classes: the EER exists
+    with torch.no_grad():
+        scores = model.detector.eval().score(torch.from_numpy(
+            np.load(entry / "features.npy"))[:, None])
+    _, expected = equal_error_rate(scores, labels)
+    assert result["threshold"] == pytest.approx(expected, abs=1e-5)
+    assert result["threshold"] != 0.5
+    for row in predictions(result, "base"):
+        assert int(row["prediction"]) == int(float(row["score"]) >= result["threshold"])
