@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -62,3 +63,16 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_cfg([*(TINY if tiny else []), *overrides], root or tmp_path / "out")
 
     return make
+
+
+def assert_matches_predictions(result: dict, name: str) -> None:
+    """A finished run's ``test/<name>/accuracy`` is the share of right decisions in its
+    predictions CSV, whose decisions are score >= the run's threshold."""
+    path = Path(result["run_dir"]) / "artifacts" / f"predictions_{name}.csv"
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows, path
+    for row in rows:
+        assert int(row["prediction"]) == int(float(row["score"]) >= result["threshold"]), row
+    right = sum(row["prediction"] == row["label"] for row in rows)
+    assert abs(result[f"test/{name}/accuracy"] - right / len(rows)) < 1e-6, (result, rows)
