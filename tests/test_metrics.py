@@ -5,7 +5,9 @@ Scores are P(AI-generated); a clip is called AI-generated when its score >= thre
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from deepfake_detect.metrics import (
     confusion_counts,
     equal_error_rate,
     per_generator_accuracy,
+    write_predictions,
 )
 
 # Ten clips: four human (label 0), six AI (label 1).
@@ -199,3 +202,21 @@ def test_attribution_metrics_with_only_open_set_targets() -> None:
     assert values["left_out"] == 2 and counts["matrix"] == [[0] * 3] * 3
     for key in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert math.isnan(values[key]), key
+
+
+def test_predictions_csv_decides_score_at_least_threshold(tmp_path: Path) -> None:
+    rows = [{"clip_id": "a", "generator": "human", "label": 0, "params": {"tempo_rate": 1.1}},
+            {"clip_id": "b", "generator": "suno", "label": 1,
+             "params": {"pitch_semitones": -1.23456}},
+            {"clip_id": "c", "generator": "suno", "label": 1}]
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3]])
+    path = write_predictions(tmp_path / "p.csv", rows, np.array([0.5, 0.4999999, 0.9]),
+                             threshold=0.5, probs=probs, classes=("human", "suno", "udio"))
+    with path.open() as handle:
+        got = list(csv.DictReader(handle))
+    assert [r["prediction"] for r in got] == ["1", "0", "1"]  # 0.5 >= 0.5 is AI
+    assert [r["predicted_class"] for r in got] == ["human", "udio", "suno"]  # argmax
+    assert [r["p_udio"] for r in got] == ["0.100000", "0.500000", "0.300000"]
+    assert [(r["pitch_semitones"], r["tempo_rate"]) for r in got] == [
+        ("", "1.1000"), ("-1.2346", ""), ("", "")]
+    assert not list(tmp_path.glob("*.tmp"))

@@ -173,6 +173,21 @@ def test_all_good_inputs_exit_zero_json_per_window(trained: dict, good_files: Pa
                                                    abs=1e-5)
 
 
+def test_a_score_equal_to_the_threshold_is_ai(trained: dict, good_files: Path) -> None:
+    """``score >= threshold`` means ``ai``: a threshold equal to a file's score calls it ai,
+    the next float above calls it human."""
+    wav = good_files / "short.wav"
+    kwargs = {"device": "cpu", "threads": 1}
+    (row,) = P.predict(trained["run_dir"], [wav], **kwargs)
+    score = row["score"]
+    assert 0.0 < score < 1.0
+    (at,) = P.predict(trained["run_dir"], [wav], threshold=score, **kwargs)
+    assert at["score"] == score and at["threshold"] == score and at["decision"] == "ai"
+    (above,) = P.predict(trained["run_dir"], [wav], threshold=float(np.nextafter(score, 1.0)),
+                         **kwargs)
+    assert above["score"] == score and above["decision"] == "human"
+
+
 # ---------------------------------------------------------------------------------------------
 # Identity of preprocessing: the CLI gives the score the test loop gave
 
