@@ -21,12 +21,14 @@ DISTORTIONS = ("base", "pitch", "tempo", "combined")
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> dict:
-    """One tiny run, shared by the tests that only read what it left behind."""
+    """One tiny run (threshold: the validation EER point), shared by the tests that only
+    read what it left behind."""
     from tests.conftest import TINY, compose_cfg
 
     root = tmp_path_factory.mktemp("run") / "out"
-    cfg = compose_cfg([*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=2"], root)
-    return train(cfg)
+    cfg = compose_cfg([*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+                       "eval.threshold=val_eer"], root)
+    return {**train(cfg), "root": root}
 
 
 def predictions(result: dict, name: str) -> list[dict[str, str]]:
@@ -37,7 +39,6 @@ def predictions(result: dict, name: str) -> list[dict[str, str]]:
 def test_returns_test_metrics_for_every_distortion(finished: dict) -> None:
     """Every metric of every test distortion is what the predictions CSV gives."""
     threshold = finished["threshold"]
-    assert threshold == 0.5  # eval.threshold's default
     for name in DISTORTIONS:
         rows = predictions(finished, name)
         assert len(rows) == finished["data"]["clips"][f"test/{name}"]  # every test clip
@@ -136,14 +137,12 @@ def test_changing_features_misses_the_cache(make_cfg, tmp_path) -> None:
     assert second["data"]["cache"]["built"] == 3
 
 
-def test_val_eer_threshold_is_the_eer_point_of_the_val_scores(make_cfg, tmp_path) -> None:
+def test_val_eer_threshold_is_the_eer_point_of_the_val_scores(finished: dict) -> None:
     """``eval.threshold=val_eer``: the threshold is the EER point of the trained model's
     scores on the validation set, and it is the one the test decisions use."""
-    result = train(make_cfg("eval.threshold=val_eer", "eval.distortions=[base]",
-                            "data.cache.workers=1"))
-    model = load_model(result["run_dir"])
-    assert model.threshold_rule == "val_eer" and model.threshold == result["threshold"]
-    entry = next(p.parent for p in (tmp_path / "out" / "cache").glob("*/meta.json")
+    model = load_model(finished["run_dir"])
+    assert model.threshold_rule == "val_eer" and model.threshold == finished["threshold"]
+    entry = next(p.parent for p in (finished["root"] / "cache").glob("*/meta.json")
                  if '"desc": "val/base"' in p.read_text())
     rows = json.loads((entry / "clips.json").read_text())["rows"]
     labels = torch.tensor([row["label"] for row in rows])
@@ -152,7 +151,8 @@ def test_val_eer_threshold_is_the_eer_point_of_the_val_scores(make_cfg, tmp_path
         scores = model.detector.eval().score(torch.from_numpy(
             np.load(entry / "features.npy"))[:, None])
     _, expected = equal_error_rate(scores, labels)
-    assert result["threshold"] == pytest.approx(expected, abs=1e-5)
-    assert result["threshold"] != 0.5
-    for row in predictions(result, "base"):
-        assert int(row["prediction"]) == int(float(row["score"]) >= result["threshold"])
+    assert finished["threshold"] == pytest.approx(expected, abs=1e-5)
+    assert finished["threshold"] != 0.5
+    for name in DISTORTIONS:
+        for row in predictions(finished, name):
+            assert int(row["prediction"]) == int(float(row["score"]) >= finished["threshold"])
