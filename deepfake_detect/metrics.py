@@ -39,17 +39,23 @@ def equal_error_rate(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float,
 
 def binary_metrics(scores: torch.Tensor, labels: torch.Tensor,
                    threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy, balanced accuracy, precision, recall, F1, AUROC and EER for P(AI) scores."""
+    """Accuracy, balanced accuracy, precision, recall, F1, AUROC and EER for P(AI) scores
+    (a score >= ``threshold`` is a decision for AI-generated)."""
     scores = scores.float()
     labels = labels.long()
     both = bool(labels.min() != labels.max())
+    # Hard decisions here: torchmetrics thresholds float scores with ``>``, not ``>=``.
+    predicted = (scores >= threshold).long()
+    # Balanced accuracy: mean recall over the classes present (sklearn's definition; with one
+    # class only, torchmetrics' macro average would count the absent class's recall as 0).
+    recalls = [(predicted[labels == c] == c).float().mean() for c in (0, 1)
+               if bool((labels == c).any())]
     out = {
-        "accuracy": C.binary_accuracy(scores, labels, threshold=threshold),
-        "balanced_accuracy": C.multiclass_accuracy(
-            (scores >= threshold).long(), labels, num_classes=2, average="macro"),
-        "precision": C.binary_precision(scores, labels, threshold=threshold),
-        "recall": C.binary_recall(scores, labels, threshold=threshold),
-        "f1": C.binary_f1_score(scores, labels, threshold=threshold),
+        "accuracy": C.binary_accuracy(predicted, labels),
+        "balanced_accuracy": torch.stack(recalls).mean(),
+        "precision": C.binary_precision(predicted, labels),
+        "recall": C.binary_recall(predicted, labels),
+        "f1": C.binary_f1_score(predicted, labels),
         "auroc": C.binary_auroc(scores, labels) if both else torch.tensor(float("nan")),
     }
     result = {key: float(value) for key, value in out.items()}
@@ -103,8 +109,8 @@ def attribution_metrics(probs: torch.Tensor, targets: torch.Tensor,
 
 def confusion_counts(scores: torch.Tensor, labels: torch.Tensor,
                      threshold: float = 0.5) -> dict[str, Any]:
-    """Confusion matrix counts: rows are true classes, columns predicted classes."""
-    matrix = C.binary_confusion_matrix(scores.float(), labels.long(), threshold=threshold)
+    """Confusion matrix counts (score >= threshold is AI): rows true, columns predicted."""
+    matrix = C.binary_confusion_matrix((scores >= threshold).long(), labels.long())
     return {"labels": [LABEL_NAMES[0], LABEL_NAMES[1]], "rows": "true", "columns": "predicted",
             "threshold": threshold, "matrix": matrix.tolist()}
 

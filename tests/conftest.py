@@ -1,4 +1,4 @@
-"""Shared fixtures: compose real configs with Hydra and run them through ``train(cfg)``."""
+"""Shared fixtures and hooks; the helpers they use live in ``tests/helpers/``."""
 
 from __future__ import annotations
 
@@ -7,29 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from deepfake_detect.config import conf_dir
-
-CONF_DIR = conf_dir()
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_AUDIO = REPO.parent / "shared" / "audio"
-
-# A tiny, fast configuration: every stage of the pipeline, one batch each.
-TINY = [
-    "debug=fast_dev_run",
-    "trainer.enable_progress_bar=false",
-]
+from tests.helpers.configs import TINY, compose_cfg
 
 os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
-
-
-def compose_cfg(overrides: list[str], root: Path) -> DictConfig:
-    """The composed training config with outputs under ``root``."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[f"paths.root={root}", *overrides])
 
 
 PASSED = pytest.StashKey[bool]()
@@ -64,3 +46,4 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_cfg([*(TINY if tiny else []), *overrides], root or tmp_path / "out")
 
     return make
+

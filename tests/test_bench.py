@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from deepfake_detect.cli.bench import main
+
+pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
 FIGURES = {"a", "b", "b0", "b2", "c", "c0", "c1", "d", "e"}
 

@@ -22,7 +22,7 @@ from deepfake_detect.explain import ExplainConfig
 from deepfake_detect.explain import occlusion as occ
 from deepfake_detect.plan import plan
 from deepfake_detect.training import train
-from tests.conftest import TINY, compose_cfg
+from tests.helpers.configs import TINY, compose_cfg
 
 RUN = [*TINY, "eval.distortions=[base,pitch]", "explain.enabled=true",
        "explain.distortions=[base]", "explain.n_examples=2", "explain.steps=4"]
@@ -86,6 +86,7 @@ def test_occlusion_peaks_at_the_only_informative_band(signal: tuple[int, int]) -
     assert top["accuracy_drop"] == max(r["accuracy_drop"] for r in rows)
 
 
+@pytest.mark.slow
 def test_occlusion_finds_a_tone_in_hz_through_a_trained_model() -> None:
     """Real log-mels: noise, plus a 3 kHz tone in the AI clips; a linear model learns it and
     occlusion must put the peak on the band whose Hz range holds 3 kHz. (Absolute dB: with
@@ -158,6 +159,7 @@ def test_training_config_is_checked_before_work(make_cfg, override: str, key: st
 # --- end of training and the command ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_logs_occlusion_and_saliency_to_mlflow(finished: dict) -> None:
     client = MlflowClient(tracking_uri=finished["tracking_uri"])
     run = client.get_run(finished["run_id"])
@@ -173,15 +175,35 @@ def test_training_logs_occlusion_and_saliency_to_mlflow(finished: dict) -> None:
     local = Path(client.download_artifacts(run.info.run_id, "explain/occlusion_base.csv"))
     with local.open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == len(occ.bands(32, 4, 2))
-    assert {"mel_lo", "mel_hi", "f_lo_hz", "f_centre_hz", "f_hi_hz", "auroc_drop",
-            "accuracy_drop"} <= set(rows[0])
+    # One row per band of the default 4-bin bands at stride 2, with that band's Hz range.
+    band_list = occ.bands(32, 4, 2)
+    assert [(int(r["mel_lo"]), int(r["mel_hi"])) for r in rows] == band_list
+    features = FeatureConfig(duration=1.0, n_mels=32)
+    for row, (lo, hi) in zip(rows, band_list, strict=True):
+        f_lo, f_centre, f_hi = occ.band_hz(features, lo, hi)
+        assert (float(row["f_lo_hz"]), float(row["f_centre_hz"]), float(row["f_hi_hz"])) == (
+            pytest.approx(f_lo, abs=0.06), pytest.approx(f_centre, abs=0.06),
+            pytest.approx(f_hi, abs=0.06))  # the table rounds to 0.1 Hz
     centres = [float(r["f_centre_hz"]) for r in rows]
     assert centres == sorted(centres) and centres[-1] < 8000
+    # Unmasked, the analysis scores the test set as the test loop did; each drop is the
+    # unmasked value minus the masked one.
+    summary = json.loads(Path(client.download_artifacts(
+        run.info.run_id, "explain/occlusion_base.json")).read_text())
+    unmasked = summary["unmasked"]
+    assert unmasked["n"] == finished["data"]["clips"]["test/base"]
+    assert unmasked["accuracy"] == pytest.approx(finished["test/base/accuracy"])
+    assert unmasked["auroc"] == pytest.approx(finished["test/base/auroc"], nan_ok=True)
+    for row in rows:
+        assert float(row["auroc_drop"]) == pytest.approx(
+            unmasked["auroc"] - float(row["auroc"]), abs=1e-5, nan_ok=True)
+        assert float(row["accuracy_drop"]) == pytest.approx(
+            unmasked["accuracy"] - float(row["accuracy"]), abs=1e-5)
     png = Path(client.download_artifacts(run.info.run_id, "explain/saliency_base.png"))
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_command_explains_another_distortion_into_the_models_run(finished: dict,
                                                                  capsys) -> None:
     root = finished["root"]  # a waveform cache: the DataModule computes the log-mels
@@ -194,12 +216,25 @@ def test_command_explains_another_distortion_into_the_models_run(finished: dict,
     assert {"occlusion_synthetic-pitch.csv", "occlusion_synthetic-pitch.png",
             "saliency_synthetic-pitch.png"} <= {p.name for p in out.iterdir()}
     saliency = json.loads((out / "saliency_synthetic-pitch.json").read_text())
-    assert saliency["method"] == "gradcam" and {"human", "ai"} <= set(saliency["groups"])
+    assert saliency["method"] == "gradcam"
+    # Groups: the clips explained, by class and by generator, each with a profile over the
+    # 32 mel bins and over the frames.
+    n = json.loads((out / "occlusion_synthetic-pitch.json").read_text())["unmasked"]["n"]
+    groups = saliency["groups"]
+    assert groups["human"]["n"] + groups["ai"]["n"] == n
+    assert sum(g["n"] for name, g in groups.items() if name.startswith("generator:")) == \
+        groups["ai"]["n"]
+    for group in groups.values():
+        assert len(group["mel"]) == 32 == len(saliency["mel_centres_hz"])
+        # Maps sum to one per clip (zero where Grad-CAM is all zero): the mean map's mel
+        # profile (a mean over frames) sums to at most 1 / frames.
+        assert 0 <= sum(group["mel"]) * len(group["time"]) <= 1 + 1e-4
     client = MlflowClient(tracking_uri=finished["tracking_uri"])
     files = {a.path for a in client.list_artifacts(finished["run_id"], "explain")}
     assert "explain/occlusion_synthetic-pitch.csv" in files
 
 
+@pytest.mark.slow
 def test_enabling_explain_on_a_finished_run_points_to_the_command(finished: dict,
                                                                   caplog) -> None:
     with caplog.at_level(logging.INFO, logger="deepfake_detect"):

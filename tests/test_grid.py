@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.cli import report as report_cli
 from deepfake_detect.data.distortions import draw_params
 from deepfake_detect.plan import distortion_preset
+
+pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
 DISTORTIONS = ["base", "pitch", "tempo", "combined"]
 
@@ -44,9 +47,12 @@ def test_sweep_gives_eight_finished_runs_with_all_test_distortions(sweep: Path) 
     assert len({r.data.tags["sweep_id"] for r in runs}) == 1
     cells = {(r.data.params["distortion.name"], r.data.params["seed"]) for r in runs}
     assert cells == {(d, s) for d in DISTORTIONS for s in ("1", "2")}
+    results = {json.loads(p.read_text())["run_id"]: json.loads(p.read_text())
+               for p in (sweep / "runs").glob("*/result.json")}
     for run in runs:
-        for name in DISTORTIONS:
-            assert f"test/{name}/accuracy" in run.data.metrics
+        for name in DISTORTIONS:  # MLflow holds each job's own test accuracies
+            key = f"test/{name}/accuracy"
+            assert run.data.metrics[key] == pytest.approx(results[run.info.run_id][key])
 
 
 def test_each_split_and_distortion_is_computed_once_for_the_sweep(sweep: Path) -> None:
@@ -70,6 +76,9 @@ def test_clip_parameters_are_identical_across_jobs(sweep: Path) -> None:
     assert len(tables) == 4
     first, *others = tables.values()
     assert all(other == first for other in others)
+    # ... and each clip its own (not one draw for all).
+    assert len({pitch for pitch, _ in first.values()}) == len(first) > 1
+    assert len({tempo for _, tempo in first.values()}) == len(first)
     combined = distortion_preset("combined")
     for clip_id, (pitch, tempo) in first.items():
         params = draw_params(combined, 1, clip_id)
@@ -93,7 +102,19 @@ def test_report_builds_the_matrix_and_a_summary_run(sweep: Path) -> None:
     experiment = client.get_experiment_by_name("grid")
     summaries = client.search_runs([experiment.experiment_id], "tags.summary = 'true'")
     assert len(summaries) == 1
-    assert "train_base/test_pitch/accuracy_mean" in summaries[0].data.metrics
+    # The summary's cells: mean and sample std over the two seeds of the runs' metrics.
+    runs = [r for r in client.search_runs([experiment.experiment_id])
+            if r.data.tags.get("summary") != "true"]
+    logged = summaries[0].data.metrics
+    for train in DISTORTIONS:
+        for test in ("base", "pitch"):
+            values = [r.data.metrics[f"test/{test}/accuracy"] for r in runs
+                      if r.data.params["distortion.name"] == train]
+            assert len(values) == 2
+            cell = f"train_{train}/test_{test}/accuracy"
+            assert logged[f"{cell}_mean"] == pytest.approx(np.mean(values))
+            assert logged[f"{cell}_std"] == pytest.approx(np.std(values, ddof=1))
+            assert f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (2)" in text
     names = {a.path for a in client.list_artifacts(summaries[0].info.run_id)}
     assert {"report.md", "heatmap.png"} <= names
 

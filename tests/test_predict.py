@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,8 @@ from deepfake_detect.cli import predict as predict_cli
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.inputs import find_inputs
 
+pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
+
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 SR = 16000  # the tiny config's feature sample rate; its window is 1 s
 
@@ -27,7 +30,7 @@ SR = 16000  # the tiny config's feature sample rate; its window is 1 s
 def trained(tmp_path_factory) -> dict:
     """One tiny training run (test distortion base only), shared by the tests below."""
     from deepfake_detect.training import train
-    from tests.conftest import TINY, compose_cfg
+    from tests.helpers.configs import TINY, compose_cfg
 
     root = tmp_path_factory.mktemp("predict") / "out"
     cfg = compose_cfg([*TINY, "eval.distortions=[base]"], root)
@@ -63,6 +66,14 @@ def broken_files(tmp_path: Path) -> Path:
     (folder / "empty.wav").write_bytes(b"")
     sf.write(folder / "silent.wav", np.zeros(SR, dtype=np.float32), SR)
     return folder
+
+
+def expected_windows(path: Path, hop_s: float) -> set[int]:
+    """The window counts a file can have at the model's rate (1 s windows every ``hop_s``);
+    a sample either way for resampling and compressed formats' frame counts."""
+    info = sf.info(str(path))
+    n = info.frames * SR / info.samplerate
+    return {1 + max(0, math.ceil((m - SR) / (hop_s * SR))) for m in range(int(n) - 1, int(n) + 3)}
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -118,10 +129,13 @@ def test_cli_scores_real_audio_and_reports_broken_files(trained: dict, good_file
     for path in [*real, good_files / "short.wav", good_files / "nested" / "stereo.flac"]:
         row = rows[path.name]
         assert row["error"] == "", (path, row["error"])
+        # A probability (its value is checked against the test loop in
+        # test_score_matches_the_test_loop), and the decision that goes with it.
         assert 0.0 <= float(row["score"]) <= 1.0
         assert row["decision"] == ("ai" if float(row["score"]) >= float(row["threshold"])
                                    else "human")
-        assert int(row["n_windows"]) >= 1
+        # Every 10 s (--hop 10) a 1 s window, plus one ending at the end of the file.
+        assert int(row["n_windows"]) in expected_windows(path, hop_s=10), path
         assert row["threshold_rule"] == "fixed 0.5"
     assert rows["short.wav"]["n_windows"] == "1"
     reasons = {name: rows[name]["error"] for name in ("random.wav", "empty.wav", "silent.wav")}
@@ -163,6 +177,21 @@ def test_all_good_inputs_exit_zero_json_per_window(trained: dict, good_files: Pa
         assert a["window_scores"] == pytest.approx(b["window_scores"], abs=1e-5)
         assert a["window_scores"] == pytest.approx(rows[Path(a["path"]).name]["window_scores"],
                                                    abs=1e-5)
+
+
+def test_a_score_equal_to_the_threshold_is_ai(trained: dict, good_files: Path) -> None:
+    """``score >= threshold`` means ``ai``: a threshold equal to a file's score calls it ai,
+    the next float above calls it human."""
+    wav = good_files / "short.wav"
+    kwargs = {"device": "cpu", "threads": 1}
+    (row,) = inference.predict(trained["run_dir"], [wav], **kwargs)
+    score = row["score"]
+    assert 0.0 < score < 1.0
+    (at,) = inference.predict(trained["run_dir"], [wav], threshold=score, **kwargs)
+    assert at["score"] == score and at["threshold"] == score and at["decision"] == "ai"
+    above_threshold = float(np.nextafter(score, 1.0))
+    (above,) = inference.predict(trained["run_dir"], [wav], threshold=above_threshold, **kwargs)
+    assert above["score"] == score and above["decision"] == "human"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,8 @@ from deepfake_detect import scaling, tracking
 from deepfake_detect.config import to_plain
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.runs import run_dir_for
+
+pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
 CLI = shutil.which("deepfake-detect-train") or "deepfake-detect-train"
 TINY = ["debug=fast_dev_run", "trainer.enable_progress_bar=false", "eval.distortions=[base]"]
@@ -292,25 +296,46 @@ def test_submitit_local_sweep_against_an_mlflow_server(tmp_path: Path, mlflow_se
         assert "model" in {f["path"] for f in files}
 
 
-def test_parallel_jobs_creating_one_experiment_on_a_server(monkeypatch, tmp_path) -> None:
-    """The job that loses the race to create the experiment uses the winner's."""
+def test_parallel_jobs_creating_one_experiment_on_a_server(mlflow_server: str,
+                                                           monkeypatch) -> None:
+    """Jobs that all find no experiment race to create it on a real server: one creates it,
+    the others get RESOURCE_ALREADY_EXISTS from the server and use the winner's id."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient as Client
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    winner = tracking.ensure_experiment(uri, "race", None, tmp_path)
-    monkeypatch.setattr(Client, "get_experiment_by_name",
-                        _first_call_returns_none(Client.get_experiment_by_name))
-    assert tracking.ensure_experiment(uri, "race", None, None) == winner
+    jobs = 4
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    real_get, real_create = Client.get_experiment_by_name, Client.create_experiment
+    everyone_looked = threading.Barrier(jobs, timeout=120)
+    first_look = threading.local()
+    created: list[str] = []
+    refused: list[str] = []
 
+    def look_then_wait(self, experiment_name):
+        found = real_get(self, experiment_name)
+        if not getattr(first_look, "done", False):  # each job's first look: nothing yet,
+            first_look.done = True  # and no job creates before every job has looked
+            everyone_looked.wait()
+        return found
 
-def _first_call_returns_none(method):
-    calls = []
+    def create(self, *args, **kwargs):
+        try:
+            experiment_id = real_create(self, *args, **kwargs)
+        except MlflowException as err:
+            refused.append(err.error_code)
+            raise
+        created.append(experiment_id)
+        return experiment_id
 
-    def patched(self, name):
-        calls.append(name)
-        return None if len(calls) == 1 else method(self, name)
-
-    return patched
+    monkeypatch.setattr(Client, "get_experiment_by_name", look_then_wait)
+    monkeypatch.setattr(Client, "create_experiment", create)
+    with ThreadPoolExecutor(jobs) as pool:
+        ids = list(pool.map(lambda _: tracking.ensure_experiment(mlflow_server, name, None,
+                                                                 None), range(jobs)))
+    assert len(set(ids)) == 1
+    assert created == ids[:1] and refused == ["RESOURCE_ALREADY_EXISTS"] * (jobs - 1)
+    found = rest(mlflow_server, "experiments/get-by-name", experiment_name=name)
+    assert found["experiment"]["experiment_id"] == ids[0]
 
 
 def test_slurm_preset_extends_submitit_slurm(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from deepfake_detect.bench.clips import tone_clip
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS, Segment, decode
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.torch_mel import PARITY_DB, LogMel
-from tests.conftest import SHARED_AUDIO
+from tests.helpers.configs import SHARED_AUDIO
 
 CONFIGS = {
     "default": FeatureConfig(),

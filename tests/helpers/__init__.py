@@ -1,0 +1,1 @@
+"""Shared test code: configs (tiny settings, composition) and audio data on disk."""
