@@ -82,6 +82,12 @@ class EpochCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """The best epoch on a validation metric (``eval.select``), kept as
+    ``best-epochNNN.ckpt``; its path and score travel in ``last.ckpt``, so they survive a
+    kill and a resume."""
+
+
 def _log_train_epoch_metrics(trainer) -> None:
     """What Lightning's ``update_train_epoch_metrics`` logs, at the step it uses, now."""
     connector = getattr(trainer, "_logger_connector", None)

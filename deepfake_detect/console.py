@@ -78,6 +78,8 @@ def quiet_third_party(verbosity: int = 0) -> None:
             warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY_WARNINGS)
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         warnings.filterwarnings("ignore", message=r".*litlogger.*")
+        # Epoch metrics are logged per epoch, whatever the step interval.
+        warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 def release_lightning_handlers() -> None:

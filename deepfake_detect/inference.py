@@ -36,8 +36,8 @@ from deepfake_detect.models.refs import LoadedModel, load_model
 AGGREGATES = ("mean", "max")
 FORMATS = ("csv", "json")
 DEVICES = ("auto", "cpu", "cuda")
-COLUMNS = ("path", "score", "decision", "n_windows", "duration_s", "threshold",
-           "threshold_rule", "error")
+COLUMNS = ("path", "score", "decision", "n_windows", "duration_s", "sample_rate",
+           "threshold", "threshold_rule", "error")
 WINDOW_COLUMNS = ("window_starts_s", "window_scores")
 OVERRIDE_RULE = "--threshold"
 
@@ -84,6 +84,15 @@ def check_options(*, hop: float | None, aggregate: str, batch_size: int,
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _native_rate(path: str) -> int | None:
+    """The file's own sample rate from its header (None when only the fallback decoder
+    reads it)."""
+    try:
+        return audio.info(path).sample_rate
+    except audio.AudioError:
+        return None
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager:
@@ -200,8 +209,9 @@ class Scorer:
         bar = tqdm(items, desc="scoring", unit="file", disable=not progress, dynamic_ncols=True)
         for index, item in enumerate(bar):
             row: dict[str, Any] = {"path": item.path, "score": None, "decision": "",
-                                   "n_windows": 0, "duration_s": None, "threshold": self.cut,
-                                   "threshold_rule": self.rule, "error": item.error}
+                                   "n_windows": 0, "duration_s": None, "sample_rate": None,
+                                   "threshold": self.cut, "threshold_rule": self.rule,
+                                   "error": item.error}
             rows.append(row)
             if not item.error:
                 self._queue(index, item, row)
@@ -213,6 +223,7 @@ class Scorer:
             tick = time.perf_counter()
             with _single_threaded_blas():
                 wave = audio.decode(item.path, cfg.sample_rate)
+                row["sample_rate"] = _native_rate(item.path)
             self.clock["decode_s"] += time.perf_counter() - tick
         except audio.AudioError as err:
             row["error"] = str(err)

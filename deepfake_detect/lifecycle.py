@@ -97,7 +97,8 @@ class TrackedRun:
                        "git_commit": tracking.git_commit(), "weights": weights,
                        "run_dir": str(self.run_dir.path), "train_distortion": p.distortion.name,
                        "task": p.task, "precision": str(p.trainer.get("precision")),
-                       "device": device_name(p.trainer), **p.tags})
+                       "device": device_name(p.trainer),
+                       **{k: str(v) for k, v in p.datamodule.split_info.items()}, **p.tags})
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():
@@ -108,6 +109,14 @@ class TrackedRun:
         for path in paths:
             tracking.retry(lambda f=path: self.client.log_artifact(self.run_id, str(f), folder),
                            "log artifact")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Params not logged yet (a re-tested run logs the same values again: skipped)."""
+        logged = tracking.retry(lambda: self.client.get_run(self.run_id).data.params,
+                                "read params")
+        fresh = {k: str(v) for k, v in params.items() if k not in logged}
+        if fresh:
+            tracking.retry(lambda: self.logger.log_hyperparams(fresh), "log params")
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         finite = {k: float(v) for k, v in values.items()

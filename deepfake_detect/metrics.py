@@ -15,6 +15,7 @@ import torch
 from torchmetrics.functional import classification as C
 
 from deepfake_detect import LABEL_NAMES, io
+from deepfake_detect.aggregate import file_key
 
 METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "eer")
 
@@ -146,20 +147,39 @@ def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
 def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray,
                       threshold: float = 0.5, probs: np.ndarray | None = None,
                       classes: tuple[str, ...] | list[str] = ()) -> Path:
-    """predictions CSV: clip_id, generator, label, score, prediction, distortion params; with
-    ``probs`` (attribution), the predicted class and one probability column per class."""
+    """predictions CSV: clip_id, group, file, generator, label, score, prediction, distortion
+    params; with ``probs`` (attribution), the predicted class and one probability column per
+    class."""
     param_keys = sorted({key for row in rows for key in row.get("params", {})})
     class_cols = ["predicted_class", *(f"p_{name}" for name in classes)] if probs is not None \
         else []
     buffer = text_io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["clip_id", "generator", "label", "score", "prediction", *class_cols,
-                     *param_keys])
+    writer.writerow(["clip_id", "group", "file", "generator", "label", "score", "prediction",
+                     *class_cols, *param_keys])
     for i, (row, score) in enumerate(zip(rows, scores, strict=True)):
         params = row.get("params", {})
         attribution = [] if probs is None else [
             classes[int(np.argmax(probs[i]))], *(f"{p:.6f}" for p in probs[i])]
-        writer.writerow([row["clip_id"], row["generator"], row["label"], f"{score:.6f}",
-                         int(score >= threshold), *attribution,
-                         *(f"{params[k]:.4f}" if k in params else "" for k in param_keys)])
+        writer.writerow([row["clip_id"], row["group"], file_key(row), row["generator"],
+                         row["label"], f"{score:.6f}", int(score >= threshold), *attribution,
+                         *(_cell(params[k]) if k in params else "" for k in param_keys)])
     return io.write_text(path, buffer.getvalue())
+
+
+def write_file_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray,
+                           threshold: float = 0.5) -> Path:
+    """Per-file predictions CSV: file, group, generator, label, n_windows, score (aggregated
+    over the file's windows), prediction."""
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["file", "group", "generator", "label", "n_windows", "score", "prediction"])
+    for row, score in zip(rows, scores, strict=True):
+        writer.writerow([row["file"], row["group"], row["generator"], row["label"],
+                         row["n_windows"], f"{score:.6f}", int(score >= threshold)])
+    return io.write_text(path, buffer.getvalue())
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) \
+        else str(value)

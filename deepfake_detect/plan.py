@@ -19,7 +19,9 @@ from lightning.fabric.connector import _PRECISION_INPUT_STR
 from omegaconf import DictConfig
 
 from deepfake_detect import scaling
-from deepfake_detect.config import build, compose_option, require, to_plain
+from deepfake_detect.aggregate import AGGREGATES
+from deepfake_detect.baselines import BASELINES
+from deepfake_detect.config import build, compose_option, one_of, require, to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion
 from deepfake_detect.data.features import FeatureConfig
@@ -43,18 +45,36 @@ TRAINER_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batche
                   "limit_predict_batches")
 
 
+SELECT = {"val/auroc": "max", "val/acc": "max", "val/loss": "min", "last": ""}
+
+
 @dataclass(frozen=True)
 class EvalConfig:
-    """The ``eval`` node: which test distortions, and the decision threshold."""
+    """The ``eval`` node: test distortions, the decision threshold, which epoch is packaged,
+    file-level aggregation, bootstrap intervals and the shortcut baselines."""
 
     distortions: tuple[str, ...] = ("base",)
     threshold: float | str = 0.5
+    select: str = "val/auroc"
+    file_aggregate: str = "mean"
+    bootstrap: int = 1000
+    ci_level: float = 0.95
+    baselines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
         require(self.threshold == "val_eer" or (isinstance(self.threshold, int | float)
                                                 and 0 < self.threshold < 1), "threshold",
                 f"must be a number in (0, 1) or val_eer, got {self.threshold!r}")
+        one_of(self.select, tuple(SELECT), "select")
+        one_of(self.file_aggregate, AGGREGATES, "file_aggregate")
+        require(isinstance(self.bootstrap, int) and not isinstance(self.bootstrap, bool)
+                and self.bootstrap >= 0, "bootstrap",
+                f"must be a number of replicates >= 0 (0: no intervals), got {self.bootstrap!r}")
+        require(isinstance(self.ci_level, float) and 0.5 <= self.ci_level < 1, "ci_level",
+                f"must be a coverage in [0.5, 1), got {self.ci_level!r}")
+        for name in self.baselines:
+            one_of(name, BASELINES, "baselines")
 
 
 @dataclass
@@ -129,8 +149,9 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
 
 def eval_config(node: Any) -> EvalConfig:
     values = dict(node or {})
-    if isinstance(values.get("distortions"), list | tuple):
-        values["distortions"] = tuple(str(d) for d in values["distortions"])
+    for key in ("distortions", "baselines"):
+        if isinstance(values.get(key), list | tuple):
+            values[key] = tuple(str(d) for d in values[key])
     return build(EvalConfig, values, "eval")
 
 

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from deepfake_detect import io, tracking  # noqa: E402
+from deepfake_detect import io, studies, tracking  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
 
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
@@ -63,10 +63,13 @@ def test_order(runs: list[Any]) -> list[str]:
     return order
 
 
-def collect(runs: list[Any], metrics: tuple[str, ...], row_key: str = "train_distortion") -> Grid:
-    """Build the grid from MLflow runs (rows: the run's training distortion or stage)."""
+def collect(runs: list[Any], metrics: tuple[str, ...], row_key: str = "train_distortion",
+            level: str = "") -> Grid:
+    """Build the grid from MLflow runs (rows: the run's training distortion or stage) at
+    ``level`` (``""``: window, ``"file/"``: file), with each metric's interval bounds."""
     values: dict[str, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
     rows, cols = set(), set()
+    wanted = {f"{m}{end}" for m in metrics for end in ("", "_ci_low", "_ci_high")}
     for run in runs:
         row = run.data.tags.get(row_key) or run.data.params.get("distortion.name")
         if not row:
@@ -74,28 +77,42 @@ def collect(runs: list[Any], metrics: tuple[str, ...], row_key: str = "train_dis
         rows.add(row)
         for key, value in run.data.metrics.items():
             parts = key.split("/")
-            if len(parts) == 3 and parts[0] == "test" and parts[2] in metrics:
+            if parts[0] != "test" or len(parts) < 3:
+                continue
+            middle = "/".join(parts[2:-1])  # "" at the window level, "file" at the file level
+            if (middle + "/" if middle else "") == level and parts[-1] in wanted:
                 cols.add(parts[1])
-                values[parts[2]][(row, parts[1])].append(float(value))
+                values[parts[-1]][(row, parts[1])].append(float(value))
     order = test_order(runs)
     return Grid(ordered(rows, order), ordered(cols, order),
                 {m: dict(v) for m, v in values.items()}, len(runs))
 
 
-def markdown(grid: Grid, metrics: tuple[str, ...], title: str) -> str:
-    """One table per metric: rows train distortion, columns test distortion, mean ± std (n)."""
-    out = [f"# {title}", "", f"{grid.n_runs} runs; cells: mean ± std over seeds (n runs).", ""]
+def markdown(grid: Grid, metrics: tuple[str, ...], title: str, level: str = "") -> str:
+    """One table per metric: rows train distortion, columns test distortion, mean ± std (n);
+    a cell of one run shows its 95 % interval over groups instead."""
+    what = "file level, " if level else ""
+    out = [f"# {title}", "", f"{grid.n_runs} runs; {what}cells: mean ± std over seeds (n runs),"
+           " or one run's value with its 95 % interval [low, high] over groups.", ""]
     for metric in metrics:
         out += [f"## {metric}", "", "| train \\ test | " + " | ".join(grid.cols) + " |",
                 "|---|" + "---|" * len(grid.cols)]
         for row in grid.rows:
-            cells = []
-            for col in grid.cols:
-                mean, std, n = grid.cell(metric, row, col)
-                cells.append("–" if n == 0 else f"{mean:.3f} ± {std:.3f} ({n})")
-            out.append(f"| {row} | " + " | ".join(cells) + " |")
+            out.append(f"| {row} | " + " | ".join(_cell(grid, metric, row, col)
+                                                  for col in grid.cols) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _cell(grid: Grid, metric: str, row: str, col: str) -> str:
+    mean, std, n = grid.cell(metric, row, col)
+    if n == 0:
+        return "–"
+    low, _, n_low = grid.cell(f"{metric}_ci_low", row, col)
+    high, _, _ = grid.cell(f"{metric}_ci_high", row, col)
+    if n == 1 and n_low == 1:
+        return f"{mean:.3f} [{low:.3f}, {high:.3f}] (1)"
+    return f"{mean:.3f} ± {std:.3f} ({n})"
 
 
 def heatmap(grid: Grid, metrics: tuple[str, ...], title: str, path: Path) -> Path:
@@ -151,10 +168,18 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     experiment_id, runs = find_runs(client, experiment, sweep_id)
     grid = collect(runs, metrics)
     title = f"{experiment}" + (f" / sweep {sweep_id}" if sweep_id else "")
-    md = io.write_text(out_dir / "report.md", markdown(grid, metrics, title))
+    text = markdown(grid, metrics, title)
+    files_grid = collect(runs, metrics, level="file/")
+    if files_grid.cols:
+        text += "\n" + markdown(files_grid, metrics, f"{title}: file level", "file/")
+    cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics)
+    logo_lines, logo_logged = studies.logo_section(runs, grid.cols)
+    text += "\n".join(["", *cv_lines, *logo_lines])
+    md = io.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
     summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png], sweep_id,
-                               len(runs)) if log_summary else None)
+                               len(runs), {**cv_logged, **logo_logged})
+                  if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
             "n_runs": len(runs)}
 
@@ -162,7 +187,7 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
 
 def _log_summary(client: MlflowClient, experiment_id: str, grid: Grid,
                  metrics: tuple[str, ...], files: list[Path], sweep_id: str | None,
-                 n_runs: int) -> str:
+                 n_runs: int, extra: dict[str, float]) -> str:
     """A FINISHED summary run (tag ``summary=true``) holding each cell's mean and std."""
     tags = {"summary": "true", **({"sweep_id": sweep_id} if sweep_id else {})}
     run = client.create_run(experiment_id, run_name=f"summary-{sweep_id or 'all'}", tags=tags)
@@ -175,6 +200,9 @@ def _log_summary(client: MlflowClient, experiment_id: str, grid: Grid,
                 if n:
                     client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_mean", mean)
                     client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_std", std)
+    for key, value in extra.items():
+        if value == value:
+            client.log_metric(summary_id, key, value)
     for path in files:
         client.log_artifact(summary_id, str(path))
     client.set_terminated(summary_id, "FINISHED")

@@ -31,7 +31,7 @@ from deepfake_detect.errors import ConfigError
 log = logging.getLogger(__name__)
 
 # Keys of the trainer group that are ours, not lightning.pytorch.Trainer arguments.
-EXTRA_KEYS = ("channels_last", "gpu_per_job")
+EXTRA_KEYS = ("channels_last", "gpu_per_job", "early_stopping")
 CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
@@ -113,6 +113,16 @@ def check_extras(extras: dict[str, Any]) -> None:
     require(isinstance(extras.get("channels_last", False), bool), "trainer.channels_last",
             f"must be true, false or auto, got {extras.get('channels_last')!r}")
     one_of(extras.get("gpu_per_job", "auto"), ("auto", True, False), "trainer.gpu_per_job")
+    stop = extras.get("early_stopping") or {}
+    require(isinstance(stop, dict) and set(stop) <= {"patience", "min_delta"},
+            "trainer.early_stopping", f"must be a mapping of patience and min_delta, got {stop!r}")
+    patience = stop.get("patience")
+    require(patience is None or (isinstance(patience, int) and not isinstance(patience, bool)
+                                 and patience >= 1), "trainer.early_stopping.patience",
+            f"must be a number of epochs >= 1, or null (no early stopping), got {patience!r}")
+    delta = stop.get("min_delta", 0.0)
+    require(isinstance(delta, int | float) and delta >= 0, "trainer.early_stopping.min_delta",
+            f"must be a number >= 0, got {delta!r}")
 
 
 def check_hardware(trainer: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io as text_io
 import logging
+import math
 import os
 import shutil
 from dataclasses import asdict
@@ -20,14 +21,21 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
 from deepfake_detect import io, scaling
+from deepfake_detect.baselines import run_baselines
 from deepfake_detect.callbacks import EpochBar, EpochSummary
-from deepfake_detect.checkpoints import AtomicCheckpointIO, EpochCheckpoint, resumable_checkpoint
+from deepfake_detect.checkpoints import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    EpochCheckpoint,
+    resumable_checkpoint,
+)
 from deepfake_detect.config import to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
-from deepfake_detect.evaluate import choose_threshold, evaluate
+from deepfake_detect.evaluate import Intervals, choose_threshold, evaluate
 from deepfake_detect.explain import explain_datamodule
 from deepfake_detect.lifecycle import TrackedRun
 from deepfake_detect.models.bundle import save_bundle
@@ -35,7 +43,8 @@ from deepfake_detect.models.detector import Detector
 from deepfake_detect.models.frontend import FrontEnd
 from deepfake_detect.models.refs import init_from
 from deepfake_detect.models.resnet import load_backbone_weights
-from deepfake_detect.plan import Plan, plan
+from deepfake_detect.plan import SELECT, Plan, plan
+from deepfake_detect.provenance import provenance
 from deepfake_detect.runs import RunDir
 from deepfake_detect.summary import finished_run, results_table
 
@@ -71,12 +80,13 @@ def run(p: Plan) -> dict[str, Any]:
     with tracked.active():
         tracked.describe(weights, checkpoint)
         trainer = fit(p, run_dir, model, dm, tracked, checkpoint)
+        selected = select(p, trainer, model)
         tester = trainer if trainer.world_size == 1 else test_trainer(p, run_dir)
         threshold, rule = choose_threshold(tester, model, dm, p.eval.threshold)
-        result = test_and_package(p, tester, model, dm, tracked, (threshold, rule))
+        result = test_and_package(p, tester, model, dm, tracked, (threshold, rule), selected)
         explain(p, model, dm, tracked, threshold)
         tracked.finish(result)
-    log.info("results (window level):\n%s", results_table(result, dm.test_names))
+    log.info("results:\n%s", results_table(result, dm.test_names))
     log.info("MLflow run %s in experiment '%s' at %s", tracked.run_id,
              p.logger.experiment_name, tracked.uri)
     return result
@@ -96,7 +106,7 @@ def build_model(p: Plan, dm: AudioDataModule) -> Detector:
     model = Detector(model=asdict(p.model), feature_mean=mean, feature_std=std,
                      test_names=tuple(dm.test_names), features=p.features.as_dict(),
                      classes=dm.classes, store=dm.store)
-    if p.trainer.get("channels_last"):  # the conv weights set the layout
+    if p.resolved["trainer"].get("channels_last"):  # the conv weights set the layout
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -121,15 +131,50 @@ def fit(p: Plan, run_dir: RunDir, model: Detector, dm: AudioDataModule, tracked:
 
 
 def fit_trainer(p: Plan, run_dir: RunDir, logger: Any) -> pl.Trainer:
-    """The training Trainer, the same in every DDP process (their callbacks synchronise)."""
+    """The training Trainer, the same in every DDP process (their callbacks synchronise):
+    the latest epochs' checkpoints (resume), the best one on ``eval.select``, early stopping
+    when ``trainer.early_stopping.patience`` is set."""
     checkpointing = EpochCheckpoint(dirpath=run_dir.checkpoints, filename="epoch{epoch:03d}",
                                     auto_insert_metric_name=False, save_last=True,
                                     save_top_k=2, monitor="step", mode="max")
-    callbacks = [checkpointing, EpochSummary()]
+    callbacks: list[pl.Callback] = [checkpointing, EpochSummary()]
+    if p.eval.select != "last":
+        callbacks.append(BestCheckpoint(dirpath=run_dir.checkpoints, monitor=p.eval.select,
+                                        mode=SELECT[p.eval.select], save_top_k=1,
+                                        filename="best-epoch{epoch:03d}",
+                                        auto_insert_metric_name=False))
+    stop = p.resolved["trainer"].get("early_stopping") or {}
+    if stop.get("patience"):
+        monitor = p.eval.select if p.eval.select != "last" else "val/loss"
+        callbacks.append(EarlyStopping(monitor=monitor, mode=SELECT[monitor] or "min",
+                                       patience=stop["patience"],
+                                       min_delta=stop.get("min_delta", 0.0),
+                                       check_finite=False))
     if p.trainer.get("enable_progress_bar", True):
         callbacks.append(EpochBar())
     return pl.Trainer(**scaling.job_devices(p.trainer), logger=logger, callbacks=callbacks,
                       default_root_dir=run_dir.path, plugins=[AtomicCheckpointIO()])
+
+
+def select(p: Plan, trainer: pl.Trainer, model: Detector) -> dict[str, Any]:
+    """Load the weights of the epoch chosen on validation into ``model`` (``eval.select``);
+    returns the selected epoch (from 1) and why."""
+    last = {"selected_epoch": int(trainer.current_epoch), "selection": "last epoch"}
+    if p.eval.select == "last":
+        return last
+    best = next(c for c in trainer.callbacks if isinstance(c, BestCheckpoint))
+    score = best.best_model_score
+    if not best.best_model_path or score is None or not math.isfinite(float(score)):
+        log.warning("%s was never defined (does the validation set hold both classes?); "
+                    "the last epoch is packaged", p.eval.select)
+        return {**last, "selection": f"last epoch ({p.eval.select} undefined)"}
+    checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(checkpoint["state_dict"])
+    epoch = int(checkpoint["epoch"]) + 1
+    log.info("selected epoch %d of %d on %s = %.4f", epoch, trainer.current_epoch,
+             p.eval.select, float(score))
+    return {"selected_epoch": epoch, "selection": f"best {p.eval.select} {float(score):.4f}",
+            "selected_score": float(score)}
 
 
 def test_trainer(p: Plan, run_dir: RunDir) -> pl.Trainer:
@@ -141,19 +186,29 @@ def test_trainer(p: Plan, run_dir: RunDir) -> pl.Trainer:
 
 
 def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
-                     tracked: TrackedRun, threshold: tuple[float, str]) -> dict[str, Any]:
-    """Test on every test distortion, write the bundle, log metrics and files; the result."""
-    run_dir = tracked.run_dir
-    flat, files = evaluate(tester, model, dm, run_dir.artifacts, threshold[0])
+                     tracked: TrackedRun, threshold: tuple[float, str],
+                     selected: dict[str, Any]) -> dict[str, Any]:
+    """Test on every test distortion and the baselines on the same split, write the bundle,
+    log metrics and files; the result."""
+    run_dir, ev = tracked.run_dir, p.eval
+    intervals = Intervals(ev.bootstrap, ev.ci_level, p.seed)
+    flat, files = evaluate(tester, model, dm, run_dir.artifacts, threshold[0], intervals,
+                           ev.file_aggregate)
+    if ev.baselines:
+        values, written = run_baselines(ev.baselines, dm, run_dir.artifacts / "baselines",
+                                        intervals, ev.file_aggregate)
+        flat.update(values)
+        tracked.log_files(written, "baselines")
     flat["threshold"] = threshold[0]
     bundle = save_bundle(run_dir.path / "model.ckpt", model, threshold[0], threshold[1],
-                         {"train_distortion": p.distortion.name, "run_id": tracked.run_id,
-                          "task": dm.task, "classes": list(dm.classes)})
+                         {"run_id": tracked.run_id, **provenance(p, dm, selected)})
     tracked.log_files([bundle], "model")
-    tracked.log_metrics(flat, step=tracked.step)
+    tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
+                        step=tracked.step)
+    tracked.log_params({"selected_epoch": selected["selected_epoch"]})
     tracked.log_files([*files, *write_skipped(dm, run_dir.artifacts)])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
-            "data": dm.describe(), **flat}
+            "data": dm.describe(), **selected, **flat}
 
 
 def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,

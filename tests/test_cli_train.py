@@ -31,13 +31,13 @@ def test_a_run_says_only_what_matters_and_a_second_prints_the_stored_results(tmp
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-3000:]
     assert not [word for word in NOISE if word in output], output
-    assert "epoch 1/1" in output and "results (window level):" in output
+    assert "epoch 1/1" in output and "results:" in output
     assert all(len(line) <= 100 for line in output.splitlines() if line.startswith(
         ("test ", "base ", "pitch ")))
     again = run("debug=fast_dev_run", "eval.distortions=[base,pitch]", root=root)
     second = again.stdout + again.stderr
     assert again.returncode == 0 and "already finished" in second
-    table = second[second.index("results (window level):"):]
+    table = second[second.index("results:"):]
     assert "base" in table and "pitch" in table and "MLflow run" in table
     assert len(list((root / "hydra").rglob("overrides.yaml"))) == 1  # the no-op left none
 

@@ -36,12 +36,14 @@ def extra_overrides(name: str, tmp_path: Path) -> list[str]:
                 f"model.weights={rgb_resnet18_file(tmp_path)}", "data.source.n_clips=null"]
     if name == "iterative":
         return ["iterative.stages=[base]"]
+    if name == "leave_one_generator_out":  # one job of the sweep
+        return ["data.split.holdout_generator=0", "data.source.n_clips=40"]
     return []
 
 
 def test_every_study_has_an_experiment() -> None:
-    assert {"quickstart", "distortion_grid", "iterative", "seed_replication"} <= set(
-        EXPERIMENTS)
+    assert {"quickstart", "distortion_grid", "iterative", "seed_replication", "kfold",
+            "leave_one_generator_out"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepfake_detect import io
+from deepfake_detect import io, provenance
 from deepfake_detect.cli.common import add_verbosity, parse, run
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.inputs import require_inputs
@@ -118,6 +118,8 @@ def _score(args: argparse.Namespace) -> int:
     rows = predict(loaded, args.inputs, hop=args.hop, aggregate=args.aggregate,
                    batch_size=args.batch_size, device=args.device, threshold=args.threshold,
                    per_window=args.per_window, progress=not args.quiet, threads=args.threads)
+    for warning in provenance.warnings_for(loaded.meta, rows):
+        log.warning("%s", warning)
     text = render(rows, fmt, args.per_window)
     if output is None:
         sys.stdout.write(text)

@@ -12,6 +12,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +81,24 @@ def _one_line(err: BaseException) -> str:
     text = getattr(err, "error_string", None) or str(err)
     text = " ".join(str(text).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def describe_file(path: str | Path) -> dict[str, Any]:
+    """What a file says about its recording chain, from its header and size: native sample
+    rate, channels, duration, container (format), codec (subtype) and average bitrate."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        meta = sf.info(str(path))
+    except Exception as err:  # noqa: BLE001 - libsndfile raises several types
+        raise AudioError(f"unreadable audio header ({_one_line(err)})") from err
+    duration = meta.frames / meta.samplerate if meta.samplerate else 0.0
+    size = path.stat().st_size
+    return {"sample_rate": int(meta.samplerate), "channels": int(meta.channels),
+            "duration_s": float(duration), "format": str(meta.format),
+            "subtype": str(meta.subtype), "bitrate_kbps": 8 * size / duration / 1000
+            if duration > 0 else 0.0}
 
 
 def info(path: str | Path) -> AudioInfo:

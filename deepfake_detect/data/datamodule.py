@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,7 +32,12 @@ from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.device_rows import DEVICE_SHARE, DeviceRows, IndexDataset, fits
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
-from deepfake_detect.data.splits import SplitConfig, check_not_empty, split_clips
+from deepfake_detect.data.splits import (
+    SplitConfig,
+    check_not_empty,
+    held_out_name,
+    split_clips,
+)
 from deepfake_detect.errors import DataError
 from deepfake_detect.task import UNKNOWN
 from deepfake_detect.task import class_names as task_classes
@@ -112,10 +118,14 @@ class FeatureWork:
         return (type(self.source).__name__, self.waveform, self.distortion.pitch is not None,
                 self.distortion.tempo is not None)
 
-    def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
+    def distorted(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
+        """The clip decoded at the feature rate under the distortion, and its drawn params."""
         wave = self.source.load(clip, self.features.sample_rate)
         params = dist.draw_params(self.distortion, self.seed, clip.clip_id)
-        wave = dist.apply(self.distortion, wave, self.features.sample_rate, params)
+        return dist.apply(self.distortion, wave, self.features.sample_rate, params), params
+
+    def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
+        wave, params = self.distorted(clip)
         if self.waveform:
             return fit_length(np.asarray(wave, dtype=np.float32), self.features.n_samples), params
         return log_mel(wave, self.features), params
@@ -193,6 +203,7 @@ class AudioDataModule(pl.LightningDataModule):
         self.seed = seed
         self.entries: dict[str, CacheEntry] = {}
         self.stats = BuildStats()
+        self._splits: dict[str, list[Clip]] = {}
         self._prepared = False
 
     @property
@@ -203,7 +214,7 @@ class AudioDataModule(pl.LightningDataModule):
         """List, split and featurise everything (cached); idempotent."""
         if self._prepared:
             return
-        splits = split_clips(self.source.clips(), self.split_cfg)
+        splits = self._splits = split_clips(self.source.clips(), self.split_cfg)
         check_not_empty(splits)
         log.debug("clips: %s", {name: len(clips) for name, clips in splits.items()})
         plan = [("train", "train", self.train_distortion), ("val", "val", self.train_distortion)]
@@ -338,9 +349,42 @@ class AudioDataModule(pl.LightningDataModule):
         self.stats.add(stats)
         return entry
 
+    def side_entries(self, kind: str, work: Callable[[dist.Distortion], Any],
+                     shape: tuple[int, ...], version: str) -> dict[str, CacheEntry]:
+        """Entries of another per-clip computation (``work(distortion)(clip)`` -> (array,
+        params)) over the clips of the train split and of each test set, under the same
+        distortions and seed, cached and built like the features (one pool); by entry name
+        (``train``, ``test/<d>``)."""
+        self.prepare()
+        plan = [("train", "train", self.train_distortion)]
+        plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
+        requests = []
+        for name, split, distortion in plan:
+            clips = self._splits[split]
+            parts = {"source": self.source.signature(), "split": split, "kind": kind,
+                     "version": version, "clips": [c.clip_id for c in clips],
+                     "distortion": distortion.as_dict(), "distortion_seed": self.seed,
+                     "sample_rate": self.features.sample_rate}
+            requests.append(Request(parts, clips, work(distortion), shape,
+                                    desc=f"{kind} {name}"))
+        built = self.cache.get_or_build_many(requests)
+        return {name: entry for (name, _, _), (entry, _) in zip(plan, built, strict=True)}
+
+    @property
+    def split_info(self) -> dict[str, Any]:
+        """How the test set was chosen when it is not a random share: the fold of a
+        cross-validation, or the held-out generator (by name)."""
+        cfg = self.split_cfg
+        if cfg.folds:
+            return {"folds": cfg.folds, "fold": cfg.fold}
+        if cfg.holdout_generator is not None:
+            return {"holdout_generator": held_out_name(self.source.clips(),
+                                                       cfg.holdout_generator)}
+        return {}
+
     def describe(self) -> dict[str, Any]:
         out = {"clips": {name: len(e.rows) for name, e in self.entries.items()},
-               "skipped": len(self.skipped), "cache": asdict(self.stats)}
+               "skipped": len(self.skipped), "cache": asdict(self.stats), **self.split_info}
         if self.task != "binary":
             out["classes"] = list(self.classes)
         return out

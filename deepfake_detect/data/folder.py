@@ -10,7 +10,9 @@ directly inside a class directory stay their own group).
 
 from __future__ import annotations
 
+import csv
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from deepfake_detect.data.files import (
     relative_id,
     required_path,
 )
-from deepfake_detect.errors import DataError
+from deepfake_detect.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,24 @@ class FolderConfig(FileSourceConfig):
     classes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
     group_by: str = "file"
     extensions: tuple[str, ...] = audio.AUDIO_EXTENSIONS
+    # Regexes on the file's path relative to root (POSIX): the first group that matches (or
+    # the named group ``generator`` / ``group``) overrides the sub-folder rule / group_by.
+    generator_pattern: str | None = None
+    group_pattern: str | None = None
+    # A CSV (relative to root, or absolute) with columns path (relative to root), generator
+    # and optionally group: per-file names that win over everything else.
+    generators_csv: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for key in ("generator_pattern", "group_pattern"):
+            pattern = getattr(self, key)
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise ConfigError(key, f"is not a valid regular expression ({err}): "
+                                           f"{pattern!r}") from None
         require(isinstance(self.classes, dict) and len(self.classes) > 0, "classes",
                 f"must map class directory names to 0 (human) or 1 (AI), got {self.classes!r}")
         for name, label in self.classes.items():
@@ -74,6 +91,7 @@ class FolderSource(FileSource):
         self.root = required_path(self.cfg.root, "data.source.root",
                                   "a folder holding class directories (<root>/human/, "
                                   "<root>/ai/ ...)")
+        self._names: dict[str, dict[str, str]] | None = None
 
     def _layout(self) -> str:
         names = sorted(self.cfg.classes, key=lambda n: (self.cfg.classes[n], n))
@@ -113,14 +131,58 @@ class FolderSource(FileSource):
 
     def _clip(self, path: Path, class_dir: Path, label: int) -> Clip:
         inside = path.relative_to(class_dir)
+        file_id = relative_id(path, self.root)
         if label == 0:
             generator = HUMAN
         else:
             generator = inside.parts[0] if len(inside.parts) > 1 else UNKNOWN_GENERATOR
-        file_id = relative_id(path, self.root)
+            generator = _match(self.cfg.generator_pattern, file_id, "generator") or generator
         if self.cfg.group_by == "parent" and len(inside.parts) > 1:
             group = relative_id(path.parent, self.root)
         else:
             group = relative_id(path.with_suffix(""), self.root)
+        group = _match(self.cfg.group_pattern, file_id, "group") or group
+        listed = self._listed().get(file_id, {})
+        if label == 1 and listed.get("generator"):
+            generator = listed["generator"]
+        group = listed.get("group") or group
         return Clip(clip_id=file_id, label=label, group=group, generator=generator,
                     path=str(path))
+
+    def _listed(self) -> dict[str, dict[str, str]]:
+        """``generators_csv`` as {relative path: {generator, group}} (read once)."""
+        if self._names is None:
+            self._names = {}
+            if self.cfg.generators_csv:
+                self._names = read_names(self.root, self.cfg.generators_csv)
+        return self._names
+
+
+def _match(pattern: str | None, text: str, name: str) -> str | None:
+    """The ``name`` group (else the first group, else the whole match) of ``pattern`` in
+    ``text``; None when it does not match."""
+    if not pattern:
+        return None
+    found = re.search(pattern, text)
+    if found is None:
+        return None
+    if name in found.groupdict():
+        return found.group(name)
+    return found.group(1) if found.groups() else found.group(0)
+
+
+def read_names(root: Path, csv_path: str) -> dict[str, dict[str, str]]:
+    """Per-file generator (and group) names from a CSV with columns path, generator[, group]."""
+    path = Path(csv_path).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise DataError(f"data.source.generators_csv {path} does not exist (expected a CSV "
+                        "with columns path,generator[,group], paths relative to the root)")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "generator"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: expected the columns path and generator (and "
+                            f"optionally group), found {reader.fieldnames}")
+        return {Path(row["path"].strip()).as_posix(): {
+            "generator": (row.get("generator") or "").strip(),
+            "group": (row.get("group") or "").strip()} for row in reader}

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.functional.classification import binary_auroc
 
 from deepfake_detect import LABEL_NAMES
 from deepfake_detect.config import one_of, positive, require
@@ -70,6 +71,7 @@ class Detector(pl.LightningModule):
         self.register_buffer("threshold", torch.tensor(0.5))
         self.test_names = list(test_names)
         self.test_outputs: dict[str, dict[str, torch.Tensor]] = {}
+        self._val_parts: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._test_parts: dict[int, list[tuple[torch.Tensor, ...]]] = {}
         if self.cfg.freeze_backbone:
             for name, param in self.net.named_parameters():
@@ -104,6 +106,9 @@ class Detector(pl.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y, _ = batch
         logits = self(x)
+        if stage == "val":  # for the epoch's AUROC (model selection)
+            self._val_parts.append((ai_probability(logits.detach().float().softmax(dim=-1)),
+                                    (y != 0).long()))
         # Targets outside the closed set (attribution's open-set clips) count for nothing.
         loss = F.cross_entropy(logits.float(), y, ignore_index=UNKNOWN)
         known = y != UNKNOWN
@@ -118,8 +123,21 @@ class Detector(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_parts = []
+
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """``val/auroc`` of P(AI) over the whole validation set (NaN when it lacks a class)."""
+        if not self._val_parts:
+            return
+        scores, labels = (torch.cat(p) for p in zip(*self._val_parts, strict=True))
+        self._val_parts = []
+        both = bool(labels.min() != labels.max())
+        value = binary_auroc(scores, labels) if both else torch.tensor(float("nan"))
+        self.log("val/auroc", value.to(self.device), prog_bar=True)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch

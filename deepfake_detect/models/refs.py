@@ -17,7 +17,7 @@ import mlflow.artifacts
 import torch
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect import LABEL_NAMES, tracking
+from deepfake_detect import LABEL_NAMES, provenance, tracking
 from deepfake_detect.config import build
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import DeepfakeDetectError, UsageError
@@ -65,6 +65,8 @@ class LoadedModel:
             parts.append(f"MLflow run {self.meta['run_id']}")
         parts.append(f"{feats.sample_rate} Hz, {feats.duration:g} s windows, "
                      f"{feats.n_mels} mels")
+        if trained := provenance.describe(self.meta):
+            parts.append(trained)
         return "; ".join(parts)
 
 

@@ -1,0 +1,43 @@
+"""Windows to files: when a file gives several windows (clips), the file-level view of a test
+set has one score per file, aggregated from its windows' scores; what a user of the model
+gets from ``deepfake-detect-predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+AGGREGATES = ("mean", "max", "median")
+WINDOW_MARK = "#w"  # multi-window clip ids are <file id>#w<k> (data/windows.py)
+
+
+def file_key(row: dict[str, Any]) -> str:
+    """The file a cached row (clip) comes from: its path, else its clip id without the
+    window suffix."""
+    return str(row.get("path") or str(row["clip_id"]).split(WINDOW_MARK)[0])
+
+
+def several_windows(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether some file gives more than one of ``rows``."""
+    keys = [file_key(row) for row in rows]
+    return len(set(keys)) < len(keys)
+
+
+def by_file(rows: Sequence[dict[str, Any]], scores: Sequence[float], how: str = "mean"
+            ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """One row per file (in order of first appearance: ``file``, ``group``, ``generator``,
+    ``label``, ``n_windows``) and its score, ``how`` (mean, max, median) of its windows'."""
+    reduce = {"mean": np.mean, "max": np.max, "median": np.median}[how]
+    members: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        members.setdefault(file_key(row), []).append(index)
+    values = np.asarray(scores, dtype=np.float64)
+    out, file_scores = [], []
+    for key, indices in members.items():
+        first = rows[indices[0]]
+        out.append({"file": key, "group": first["group"], "generator": first["generator"],
+                    "label": int(first["label"]), "n_windows": len(indices)})
+        file_scores.append(float(reduce(values[indices])))
+    return out, np.asarray(file_scores)
