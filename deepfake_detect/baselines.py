@@ -45,29 +45,31 @@ log = logging.getLogger(__name__)
 
 BASELINES = ("recording_chain", "band_stats", "fakeprint")
 FAKEPRINT_BINS = 256
-FAKEPRINT_VERSION = "1"
+FAKEPRINT_VERSION = "2"
 FORMATS = ("WAV", "FLAC", "OGG", "MP3", "AIFF", "W64", "RF64", "CAF")
 SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "PCM_U8", "PCM_S8", "FLOAT", "DOUBLE", "VORBIS",
             "OPUS", "MPEG_LAYER_III", "MPEG_LAYER_II", "ALAC_16", "ALAC_24")
 
 
 def fakeprint(wave: np.ndarray, sample_rate: int, bins: int = FAKEPRINT_BINS) -> np.ndarray:
-    """The clip's average magnitude spectrum (dB) above its lower envelope, from sr/16 to
-    Nyquist, on ``bins`` points, scaled to a peak of 1: persistent spectral peaks stand out,
-    music (which moves) averages away."""
+    """How far the clip's average magnitude spectrum rises above its lower envelope (dB),
+    from sr/16 to Nyquist, max-pooled into ``bins`` bands: persistent narrow peaks (a
+    decoder's) stand out, music (which moves) averages away, the level does not matter."""
     wave = np.asarray(wave, dtype=np.float64)
     n_fft = int(min(4096, 2 ** np.floor(np.log2(max(len(wave), 64)))))
-    hop = n_fft // 2
-    frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft)[::hop]
+    frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft)[::n_fft // 2]
     spectrum = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)).mean(axis=0)
     db = 20 * np.log10(spectrum + 1e-9)
     width = max(3, n_fft // 64)
     floor = uniform_filter1d(minimum_filter1d(db, width), width)
     residual = np.clip(db - floor, 0, None)
     freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
-    grid = np.linspace(sample_rate / 16, sample_rate / 2, bins)
-    vector = np.interp(grid, freqs, residual)
-    return (vector / (vector.max() + 1e-6)).astype(np.float32)
+    edges = np.linspace(sample_rate / 16, sample_rate / 2, bins + 1)
+    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, -1, bins)
+    pooled = np.zeros(bins)
+    inside = (band >= 0) & (band < bins)
+    np.maximum.at(pooled, band[inside], residual[inside])
+    return pooled.astype(np.float32)
 
 
 @dataclass

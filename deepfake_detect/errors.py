@@ -19,3 +19,8 @@ class DataError(DeepfakeDetectError):
 
 class UsageError(DeepfakeDetectError):
     """A command cannot run as given: a missing model, no inputs, a bad option (exit 2)."""
+
+
+class NothingToHoldOut(ConfigError):
+    """``data.split.holdout_generator`` indexes past the source's generators: in a sweep over
+    indices (leave-one-generator-out) that job has nothing to do."""

@@ -97,8 +97,7 @@ class TrackedRun:
                        "git_commit": tracking.git_commit(), "weights": weights,
                        "run_dir": str(self.run_dir.path), "train_distortion": p.distortion.name,
                        "task": p.task, "precision": str(p.trainer.get("precision")),
-                       "device": device_name(p.trainer),
-                       **{k: str(v) for k, v in p.datamodule.split_info.items()}, **p.tags})
+                       "device": device_name(p.trainer), **p.tags})
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():

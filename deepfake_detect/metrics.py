@@ -161,7 +161,7 @@ def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray
         params = row.get("params", {})
         attribution = [] if probs is None else [
             classes[int(np.argmax(probs[i]))], *(f"{p:.6f}" for p in probs[i])]
-        writer.writerow([row["clip_id"], row["group"], file_key(row), row["generator"],
+        writer.writerow([row["clip_id"], row.get("group", ""), file_key(row), row["generator"],
                          row["label"], f"{score:.6f}", int(score >= threshold), *attribution,
                          *(_cell(params[k]) if k in params else "" for k in param_keys)])
     return io.write_text(path, buffer.getvalue())

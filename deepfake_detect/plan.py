@@ -140,6 +140,7 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     trainer = trainer_kwargs(resolved["trainer"])
     datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed, task)
     tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
+    tags.update({k: str(v) for k, v in datamodule.split_info.items()})  # a bad holdout: now
     return Plan(resolved, seed, task, features, distortion, tests, evaluation, model,
                 resolve_weights(model.weights), logger, trainer,
                 Path(resolved["paths"]["root"]).expanduser().resolve(),

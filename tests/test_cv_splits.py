@@ -89,5 +89,5 @@ def test_bad_settings_name_the_key(node: dict, key: str) -> None:
 
 
 def test_an_unknown_generator_lists_the_ones_there_are() -> None:
-    with pytest.raises(ConfigError, match="0: gen_a, 1: gen_b, 2: gen_c"):
+    with pytest.raises(ConfigError, match="0: gen_a, 1: gen_b, 2: gen_c"):  # NothingToHoldOut
         split_clips(folder_like(), SplitConfig(holdout_generator=7))

@@ -102,7 +102,8 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(finished: dict) -> None:
         (matrix[0][0] + matrix[1][1]) / len(rows))
     csv_path = Path(client.download_artifacts(run.info.run_id, "predictions_tempo.csv"))
     header = csv_path.read_text().splitlines()[0].split(",")
-    assert header[:5] == ["clip_id", "generator", "label", "score", "prediction"]
+    assert header[:7] == ["clip_id", "group", "file", "generator", "label", "score",
+                          "prediction"]
     assert "tempo_rate" in header
 
 

@@ -21,7 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detect import console
 from deepfake_detect.config import conf_dir, to_plain
-from deepfake_detect.errors import ConfigError, DeepfakeDetectError, UsageError
+from deepfake_detect.errors import (
+    ConfigError,
+    DeepfakeDetectError,
+    NothingToHoldOut,
+    UsageError,
+)
 from deepfake_detect.scaling import prepare_sweep_job, release_gpu
 from deepfake_detect.summary import finished_run
 
@@ -40,6 +45,13 @@ def _hydra_main(cfg: DictConfig) -> None:
         _tag_sweep_job(cfg, hydra_cfg)
     try:
         worked = _job(cfg)
+    except NothingToHoldOut as err:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        log.warning("%s: this job of the sweep has nothing to do", err)
+        _drop_output_dir(hydra_cfg)
+        return
     except DeepfakeDetectError as err:
         print(f"error: {err}", file=sys.stderr)
         if isinstance(err, ConfigError | UsageError):  # rejected before any work

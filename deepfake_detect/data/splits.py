@@ -14,7 +14,7 @@ import numpy as np
 
 from deepfake_detect.config import require
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.errors import DataError
+from deepfake_detect.errors import DataError, NothingToHoldOut
 
 SPLITS = ("train", "val", "test")
 
@@ -159,8 +159,9 @@ def held_out_name(clips: list[Clip], value: str | int) -> str:
     names = generators_of(clips)
     listing = ", ".join(f"{i}: {n}" for i, n in enumerate(names)) or "none"
     if isinstance(value, int) and not isinstance(value, bool):
-        require(0 <= value < len(names), "data.split.holdout_generator",
-                f"index {value} is out of range; the source's generators are {listing}")
+        if not 0 <= value < len(names):
+            raise NothingToHoldOut("data.split.holdout_generator", f"index {value} is out of "
+                                   f"range; the source's generators are {listing}")
         return names[value]
     require(str(value) in names, "data.split.holdout_generator",
             f"no generator {value!r}; the source's generators are {listing}")
