@@ -162,6 +162,8 @@ def run_baselines(names: tuple[str, ...], dm: AudioDataModule, out_dir: Path,
                 file_rows, file_scores = by_file(rows, scored.scores, aggregate)
                 flat.update({f"{prefix}/file/{k}": v for k, v in level_values(
                     Scored(test, file_rows, file_scores), 0.5, intervals, "n_files").items()})
+                files.append(M.write_file_predictions(
+                    out_dir / f"baseline_{name}_{test}_files.csv", file_rows, file_scores, 0.5))
             files.append(M.write_predictions(out_dir / f"baseline_{name}_{test}.csv", rows,
                                              scored.scores, 0.5))
         log.info("baseline %s: fitted on %d clips", name, len(train_rows))

@@ -23,6 +23,8 @@ import warnings
 from collections.abc import Iterator
 from typing import IO
 
+from tqdm.auto import tqdm
+
 PACKAGE = "deepfake_detect"
 PREFIX = "[deepfake-detect]"
 # Loggers whose INFO lines are chatter here (shown with -v -v).
@@ -51,7 +53,19 @@ class ConsoleFormatter(logging.Formatter):
         return f"[{record.name.split('.')[0]}] {record.levelname}: {message}"
 
 
-class StderrHandler(logging.StreamHandler):
+class BarSafeHandler(logging.StreamHandler):
+    """A stream handler that writes through ``tqdm.write``: a line logged while a progress
+    bar is on screen goes above the bar instead of into it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+class StderrHandler(BarSafeHandler):
     """Writes to whatever ``sys.stderr`` is when a record comes (not the stream it was made
     with, which a test harness or a redirect may have closed since)."""
 

@@ -10,6 +10,10 @@ import io as text_io
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np
 import torch
 from torchmetrics.functional import classification as C
@@ -118,11 +122,6 @@ def confusion_counts(scores: torch.Tensor, labels: torch.Tensor,
 
 def plot_confusion(counts: dict[str, Any], title: str, path: Path) -> Path:
     """A labelled confusion-matrix heatmap PNG with counts and row percentages."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     matrix = np.array(counts["matrix"], dtype=float)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)

@@ -92,8 +92,9 @@ def markdown(grid: Grid, metrics: tuple[str, ...], title: str, level: str = "") 
     """One table per metric: rows train distortion, columns test distortion, mean ± std (n);
     a cell of one run shows its 95 % interval over groups instead."""
     what = "file level, " if level else ""
-    out = [f"# {title}", "", f"{grid.n_runs} runs; {what}cells: mean ± std over seeds (n runs),"
-           " or one run's value with its 95 % interval [low, high] over groups.", ""]
+    out = [f"# {title}", "", f"{grid.n_runs} runs; {what}cells: mean ± std over runs (seeds, "
+           "folds or held-out generators; n runs), or one run's value with its 95 % interval "
+           "[low, high] over groups.", ""]
     for metric in metrics:
         out += [f"## {metric}", "", "| train \\ test | " + " | ".join(grid.cols) + " |",
                 "|---|" + "---|" * len(grid.cols)]

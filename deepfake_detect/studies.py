@@ -44,10 +44,10 @@ def fold_groups(runs: list[Any]) -> dict[str, list[Any]]:
     return dict(out)
 
 
-def pooled_predictions(client: Any, runs: list[Any], test: str, level: str
+def pooled_predictions(client: Any, runs: list[Any], name: str
                        ) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-    """Every run's test predictions for ``test`` together (scores, labels, groups)."""
-    name = f"predictions_{test}{'_files' if level else ''}.csv"
+    """Every run's predictions in the CSV artifact ``name`` together (scores, labels,
+    groups); None when a run lacks it."""
     scores, labels, groups = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
@@ -63,28 +63,44 @@ def pooled_predictions(client: Any, runs: list[Any], test: str, level: str
     return np.asarray(scores), np.asarray(labels), groups
 
 
+def models_of(runs: list[Any], test: str, level: str) -> list[tuple[str, str, str]]:
+    """(name, metric prefix, predictions artifact) of the CNN and each baseline."""
+    suffix = "_files" if level else ""
+    out = [("CNN", f"test/{test}/{level}", f"predictions_{test}{suffix}.csv")]
+    for name in sorted({k.split("/")[1] for r in runs for k in r.data.metrics
+                        if k.startswith("baseline/")}):
+        out.append((name, f"baseline/{name}/test/{test}/{level}",
+                    f"baselines/baseline_{name}_{test}{suffix}.csv"))
+    return out
+
+
 def cv_section(client: Any, runs: list[Any], tests: list[str],
                metrics: tuple[str, ...]) -> tuple[list[str], dict[str, float]]:
-    """Markdown lines and summary-run metrics for every cross-validation in ``runs``."""
+    """Markdown lines and summary-run metrics for every cross-validation in ``runs``: per
+    model (the CNN, each baseline) mean ± sd across folds and the pooled out-of-fold AUROC."""
+    metrics = tuple(dict.fromkeys((*metrics, "auroc")))
     lines: list[str] = []
     logged: dict[str, float] = {}
     for key, members in fold_groups(runs).items():
-        lines += [f"## Cross-validation: {key} ({len(members)} folds)", "",
-                  "| test | level | " + " | ".join(metrics) + " | pooled out-of-fold AUROC |",
-                  "|---|---|" + "---|" * (len(metrics) + 1)]
+        lines += [f"## Cross-validation: {key} ({len(members)} folds)", ""]
         for test in tests:
             level = level_of(members, test)
-            means = [cell([r.data.metrics.get(f"test/{test}/{level}{m}", float("nan"))
-                           for r in members]) for m in metrics]
-            pooled = pooled_predictions(client, members, test, level)
-            text = "–"
-            if pooled is not None:
-                auroc = stats.intervals(*pooled, metrics=("auroc",))["auroc"]
-                text = f"{auroc.text()} (n = {auroc.n_groups} groups)"
-                logged[f"cv/{test}/{level}pooled_auroc"] = auroc.value
-            lines.append(f"| {test} | {level.rstrip('/') or 'window'} | "
-                         + " | ".join(means) + f" | {text} |")
-        lines.append("")
+            lines += [f"Test distortion {test}, {level.rstrip('/') or 'window'} level; mean ± sd "
+                      "across folds, and the AUROC of all folds' predictions pooled, with its "
+                      "95 % interval over groups.", "",
+                      "| model | " + " | ".join(metrics) + " | pooled out-of-fold AUROC |",
+                      "|---|" + "---|" * (len(metrics) + 1)]
+            for name, prefix, artifact in models_of(members, test, level):
+                means = [cell([r.data.metrics.get(f"{prefix}{m}", float("nan"))
+                               for r in members]) for m in metrics]
+                pooled = pooled_predictions(client, members, artifact)
+                text = "–"
+                if pooled is not None:
+                    auroc = stats.intervals(*pooled, metrics=("auroc",))["auroc"]
+                    text = f"{auroc.text()} (n = {auroc.n_groups} groups)"
+                    logged[f"cv/{test}/{level}{name}/pooled_auroc"] = auroc.value
+                lines.append(f"| {name} | " + " | ".join(means) + f" | {text} |")
+            lines.append("")
     return lines, logged
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as mlflow_uri
 
 from deepfake_detect import identity
 from deepfake_detect.config import require
@@ -66,14 +69,12 @@ def keep_tracking_uri() -> Iterator[None]:
     """Undo what ``mlflow.set_tracking_uri`` leaves behind (Lightning's MLFlowLogger calls
     it): MLflow's process-wide URI and the ``MLFLOW_TRACKING_URI`` variable it exports, which
     the next run in this process, and every subprocess, would otherwise take for the user's."""
-    from mlflow.tracking._tracking_service import utils
-
     env = os.environ.get(URI_VARIABLE)
-    before = utils._tracking_uri
+    before = mlflow_uri._tracking_uri
     try:
         yield
     finally:
-        utils._tracking_uri = before
+        mlflow_uri._tracking_uri = before
         if env is None:
             os.environ.pop(URI_VARIABLE, None)
         else:
@@ -128,9 +129,6 @@ def retry(action: Callable[[], T], what: str, attempts: int = 8) -> T:
 def ensure_experiment(uri: str, name: str, artifact_location: str | None,
                       lock_dir: Path | None) -> str:
     """The id of experiment ``name``, created if needed (once, under a lock for sqlite)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     def get_or_create() -> str:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
@@ -158,8 +156,6 @@ def hide_default_experiment(uri: str) -> None:
     """A new sqlite store comes with an empty ``Default`` experiment whose artifact location
     is a ``./mlruns/0`` that never exists: delete it (while it has no runs), so the UI shows
     only the experiments that runs went to."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(tracking_uri=uri)
     default = client.get_experiment("0")
     if default.lifecycle_stage == "active" and not client.search_runs(["0"], max_results=1):
@@ -189,8 +185,6 @@ def open_store(cfg: LoggerConfig, outputs: Path) -> Store:
 
 def set_terminated(uri: str, run_id: str, status: str) -> None:
     """Mark a run FINISHED / FAILED / KILLED (best effort: never raises)."""
-    from mlflow.tracking import MlflowClient
-
     try:
         retry(lambda: MlflowClient(tracking_uri=uri).set_terminated(run_id, status),
               "set run status")

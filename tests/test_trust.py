@@ -173,7 +173,7 @@ def test_cross_validation_pools_the_folds_as_by_hand(tmp_path: Path, capsys) -> 
             groups.append(row["group"])
     assert len(set(groups)) == len(groups) / 2  # every composition tested once, both versions
     pooled = stats.auroc(scores, labels)
-    assert "| base | window |" in text and f"{pooled:.3f} [" in text
+    assert "| CNN |" in text and f"{pooled:.3f} [" in text
 
 
 def test_folder_patterns_name_generators_and_groups(tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
+import soundfile as sf
 
 from deepfake_detect.console import decoder_stderr
 from deepfake_detect.errors import DeepfakeDetectError
@@ -86,8 +88,6 @@ def _one_line(err: BaseException) -> str:
 def describe_file(path: str | Path) -> dict[str, Any]:
     """What a file says about its recording chain, from its header and size: native sample
     rate, channels, duration, container (format), codec (subtype) and average bitrate."""
-    import soundfile as sf
-
     path = Path(path)
     try:
         meta = sf.info(str(path))
@@ -103,8 +103,6 @@ def describe_file(path: str | Path) -> dict[str, Any]:
 
 def info(path: str | Path) -> AudioInfo:
     """Sample rate, channels and frame count from the file header (no decoding)."""
-    import soundfile as sf
-
     try:
         meta = sf.info(str(path))
     except Exception as err:  # noqa: BLE001 - libsndfile raises several types
@@ -134,8 +132,6 @@ def decode(path: str | Path, sample_rate: int, segment: Segment | None = None) -
     wave = data.mean(axis=1) if data.ndim == 2 else data
     check_waveform(wave)
     if native_sr != sample_rate:
-        import librosa
-
         try:
             wave = librosa.resample(wave, orig_sr=native_sr, target_sr=sample_rate,
                                     res_type="soxr_hq")
@@ -155,8 +151,6 @@ class _NotSoundfile(Exception):
 
 
 def _read_soundfile(path: Path, segment: Segment | None) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
     try:
         handle = sf.SoundFile(str(path))
     except Exception as err:  # noqa: BLE001
@@ -227,8 +221,6 @@ def _check_end(handle, total: int, tolerance: int) -> None:
 
 def _read_fallback(path: Path, segment: Segment | None, sf_reason: str) -> tuple[np.ndarray, int]:
     """Formats libsndfile cannot open (when an audioread backend such as ffmpeg exists)."""
-    import librosa
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from filelock import FileLock
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from deepfake_detect import io
 from deepfake_detect.data.audio import AudioError
@@ -261,9 +263,6 @@ class FeatureCache:
 
     def _run(self, tasks: Sequence[tuple[Work, Clip]], desc: str) -> Iterator[Result]:
         """Each task's result, in order: here with one worker, else from a pool of forks."""
-        from threadpoolctl import threadpool_limits
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(tasks), desc=f"features [{desc}]", unit="clip",
                    disable=len(tasks) < 2, leave=False)
         # One BLAS/OpenMP thread per process whatever the worker count, so that 1 and N

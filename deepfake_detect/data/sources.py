@@ -11,11 +11,14 @@ after them and share :class:`deepfake_detect.data.files.FileSource` (windows, de
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Protocol
 
+import librosa
 import numpy as np
 
 from deepfake_detect.config import build
+from deepfake_detect.data import synthetic
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.fakemusiccaps import FakeMusicCapsSource
 from deepfake_detect.data.files import FileSource
@@ -43,34 +46,23 @@ class SyntheticSource:
     name = "synthetic"
 
     def __init__(self, **params: Any):
-        from deepfake_detect.data.synthetic import SyntheticConfig
-
         if "generators" in params and params["generators"] is not None:
             params["generators"] = tuple(params["generators"])
-        self.cfg = build(SyntheticConfig, params, "data.source")
+        self.cfg = build(synthetic.SyntheticConfig, params, "data.source")
 
     def clips(self) -> list[Clip]:
-        from deepfake_detect.data.synthetic import list_clips
-
-        return list_clips(self.cfg)
+        return synthetic.list_clips(self.cfg)
 
     def load(self, clip: Clip, sample_rate: int) -> np.ndarray:
-        import librosa
-
-        from deepfake_detect.data.synthetic import render
-
-        wave = render(clip, self.cfg)
+        wave = synthetic.render(clip, self.cfg)
         if self.cfg.sample_rate != sample_rate:
             wave = librosa.resample(wave, orig_sr=self.cfg.sample_rate, target_sr=sample_rate,
                                     res_type="soxr_hq")
         return wave
 
     def signature(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        from deepfake_detect.data.synthetic import SYNTHESIS_VERSION
-
-        return {"source": self.name, "synthesis_version": SYNTHESIS_VERSION, **asdict(self.cfg)}
+        return {"source": self.name, "synthesis_version": synthetic.SYNTHESIS_VERSION,
+                **asdict(self.cfg)}
 
 
 SOURCES: dict[str, Callable[..., Source]] = {
