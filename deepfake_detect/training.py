@@ -40,6 +40,7 @@ from deepfake_detect.runs import RunDir
 from deepfake_detect.summary import finished_run, results_table
 
 log = logging.getLogger(__name__)
+SKIPPED = "skipped.csv"
 
 
 def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def run(p: Plan) -> dict[str, Any]:
     """Run a validated plan (see the module docstring)."""
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    dm = prepare_data(p)
+    dm = prepare_data(p, run_dir)
     model = build_model(p, dm)
     checkpoint = resumable_checkpoint(run_dir.checkpoints) if p.resume else None
     if not scaling.is_rank_zero():  # an extra DDP process only trains (rank 0 owns the run)
@@ -82,10 +83,14 @@ def run(p: Plan) -> dict[str, Any]:
     return result
 
 
-def prepare_data(p: Plan) -> AudioDataModule:
-    """Clips, splits and cached rows of every set."""
+def prepare_data(p: Plan, run_dir: RunDir) -> AudioDataModule:
+    """Clips, splits and cached rows of every set; ``skipped.csv`` lists the unusable clips
+    before anything can stop the run for them (a class left without clips stops it here,
+    before any MLflow run is opened)."""
     dm = p.datamodule
-    dm.prepare()
+    dm.build()
+    listing = write_skipped(dm, run_dir.artifacts) if scaling.is_rank_zero() else []
+    dm.check(str(listing[0]) if listing else None)
     log.info("data: %s", dm.describe())
     return dm
 
@@ -151,7 +156,8 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
                           "task": dm.task, "classes": list(dm.classes)})
     tracked.log_files([bundle], "model")
     tracked.log_metrics(flat, step=tracked.step)
-    tracked.log_files([*files, *write_skipped(dm, run_dir.artifacts)])
+    skipped = run_dir.artifacts / SKIPPED
+    tracked.log_files([*files, *([skipped] if skipped.is_file() else [])])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
             "data": dm.describe(), **flat}
 
@@ -166,15 +172,18 @@ def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
 
 
 def write_skipped(dm: AudioDataModule, out_dir: Path) -> list[Path]:
-    """``skipped.csv``: every unusable clip with its reason (none: no file)."""
+    """``skipped.csv``: every unusable clip, and every folder that could not be listed, with
+    its reason (none: no file, and an old one is removed)."""
     rows = dm.skipped
+    path = out_dir / SKIPPED
     if not rows:
+        path.unlink(missing_ok=True)
         return []
     buffer = text_io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["clip_id", "path", "label", "reason"],
                             lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = io.write_text(out_dir / "skipped.csv", buffer.getvalue())
-    log.info("skipped %d unusable clip(s); reasons in %s", len(rows), path)
+    io.write_text(path, buffer.getvalue())
+    log.info("skipped %d unusable clip(s) or folder(s); reasons in %s", len(rows), path)
     return [path]
