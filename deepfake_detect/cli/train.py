@@ -13,13 +13,15 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detect import console
+from deepfake_detect import console, io
 from deepfake_detect.config import conf_dir, to_plain
 from deepfake_detect.errors import ConfigError, DeepfakeDetectError, UsageError
 from deepfake_detect.scaling import prepare_sweep_job, release_gpu
@@ -28,6 +30,27 @@ from deepfake_detect.summary import finished_run
 log = logging.getLogger("deepfake_detect.cli.train")
 VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
 _verbosity = 0
+
+
+class CheckOutputs(Callback):
+    """Before Hydra creates its output folder (``hydra.callbacks`` in conf/hydra/default.yaml):
+    an unwritable ``paths.root`` is one line naming the key and exit code 2, not a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, output_key: str) -> None:
+        checks = [("paths.root", OmegaConf.select(config, "paths.root")),
+                  (output_key, OmegaConf.select(config, output_key))]
+        for key, value in checks:
+            problem = io.unwritable(Path(str(value)).expanduser()) if value else None
+            if problem:
+                print(f"error: {ConfigError(key, problem)}", file=sys.stderr)
+                sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")

@@ -59,7 +59,19 @@ def resolve_weights(spec: str) -> Path | None:
         raise ConfigError("model.weights",
                           f"no weights file at {path}; allowed: none, imagenet, or a path "
                           "to a ResNet18 state dict (.pth)")
+    readable_file(path, "model.weights")
     return path
+
+
+def readable_file(path: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless ``path`` can be opened for reading."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise ConfigError(key, f"cannot read {path}: permission denied") from None
+    except OSError as err:
+        raise ConfigError(key, f"cannot read {path}: {err.strerror or err}") from None
 
 
 def load_backbone_weights(net: nn.Module, path: Path) -> str:
