@@ -50,10 +50,13 @@ def is_loadable(path: Path) -> str | None:
 def resumable_checkpoint(directory: Path) -> Path | None:
     """The checkpoint to resume from: ``last.ckpt``, or the newest good one if it is corrupt.
 
-    Also removes temporary files left by a job killed while it was saving.
+    Also removes temporary files left by a job killed while it was saving. Call it only while
+    holding the run's lock (:meth:`RunDir.hold`); even then a temporary whose writer is still
+    alive is left alone.
     """
     for stale in directory.glob(f".*{io.TMP_MARK}*"):
-        io.remove(stale)
+        if not io.writer_alive(stale):
+            io.remove(stale)
     candidates = [directory / "last.ckpt"]
     candidates += sorted((p for p in directory.glob("epoch*.ckpt")),
                          key=lambda p: p.stat().st_mtime, reverse=True)

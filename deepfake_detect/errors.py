@@ -19,3 +19,7 @@ class DataError(DeepfakeDetectError):
 
 class UsageError(DeepfakeDetectError):
     """A command cannot run as given: a missing model, no inputs, a bad option (exit 2)."""
+
+
+class RunInProgress(DeepfakeDetectError):
+    """Another process is running the same configuration (``if_running: refuse``)."""

@@ -46,6 +46,21 @@ def owner_pid(tmp: Path) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def writer_alive(tmp: Path) -> bool:
+    """Whether the process that named temporary ``tmp`` is still running on this machine
+    (then it may still be writing it; other machines' processes cannot be asked)."""
+    pid = owner_pid(tmp)
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def unwritable(path: str | os.PathLike) -> str | None:
     """Why files cannot be written in folder ``path`` (or in the folder that would be created
     there), or None when they can; nothing is created."""

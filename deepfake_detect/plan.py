@@ -21,7 +21,7 @@ from lightning.fabric.connector import _PRECISION_INPUT_STR
 from omegaconf import DictConfig
 
 from deepfake_detect import io, scaling
-from deepfake_detect.config import build, compose_option, require, to_plain
+from deepfake_detect.config import build, compose_option, one_of, require, to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion
 from deepfake_detect.data.features import FeatureConfig
@@ -30,7 +30,7 @@ from deepfake_detect.explain import ExplainConfig, explain_config
 from deepfake_detect.models.detector import ModelConfig
 from deepfake_detect.models.refs import check_ref
 from deepfake_detect.models.resnet import resolve_weights
-from deepfake_detect.runs import RunDir, run_dir_for
+from deepfake_detect.runs import IF_RUNNING, RunDir, run_dir_for
 from deepfake_detect.task import check_task
 from deepfake_detect.tracking import LoggerConfig, default_tracking_uri
 
@@ -81,6 +81,7 @@ class Plan:
     datamodule: AudioDataModule
     explain: ExplainConfig
     tags: dict[str, str] = field(default_factory=dict)
+    if_running: str = "refuse"  # another process on this run: wait or refuse
 
     @property
     def store(self) -> str:
@@ -128,7 +129,15 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     check_places(resolved, model, logger, outputs)
     return Plan(resolved, seed, task, features, distortion, tests, evaluation, model,
                 weights, logger, trainer, outputs, run_dir_for(resolved),
-                bool(resolved.get("resume", True)), datamodule, explain_config(resolved), tags)
+                bool(resolved.get("resume", True)), datamodule, explain_config(resolved), tags,
+                if_running(resolved.get("if_running", "auto")))
+
+
+def if_running(value: Any) -> str:
+    """``if_running``: ``wait`` or ``refuse`` (``auto``: refuse; the training command turns
+    it into ``wait`` inside a sweep)."""
+    one_of(value, IF_RUNNING, "if_running")
+    return "refuse" if value == "auto" else str(value)
 
 
 def check_places(resolved: dict[str, Any], model: ModelConfig, logger: LoggerConfig,

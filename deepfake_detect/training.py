@@ -24,7 +24,11 @@ from omegaconf import DictConfig
 
 from deepfake_detect import io, scaling
 from deepfake_detect.callbacks import EpochBar, EpochSummary
-from deepfake_detect.checkpoints import AtomicCheckpointIO, EpochCheckpoint, resumable_checkpoint
+from deepfake_detect.checkpoints import (
+    AtomicCheckpointIO,
+    EpochCheckpoint,
+    resumable_checkpoint,
+)
 from deepfake_detect.config import to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.evaluate import choose_threshold, evaluate
@@ -45,19 +49,29 @@ SKIPPED = "skipped.csv"
 
 def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """Train and test one configuration; return its metrics (``test/<distortion>/<metric>``),
-    or the stored ones when this config already finished."""
+    or the stored ones when this config already finished.
+
+    One process at a time works on a configuration: the run directory's lock is held for the
+    whole run; another process waits for it (then reports the result it stored) or stops
+    (``if_running``)."""
     resolved = to_plain(cfg)
     done = finished_run(resolved)
     if done is not None:
         return done
     p = plan(resolved)
-    if not p.resume and p.run_dir.path.exists() and scaling.is_rank_zero():
-        shutil.rmtree(p.run_dir.path)
-    return run(p)
+    if not scaling.is_rank_zero():  # an extra DDP process: rank 0 holds the lock
+        return run(p)
+    with p.run_dir.hold(p.if_running):
+        done = finished_run(resolved)  # finished meanwhile (by the process waited for)
+        if done is not None:
+            return done
+        if not p.resume and p.run_dir.path.exists():
+            shutil.rmtree(p.run_dir.path)
+        return run(p)
 
 
 def run(p: Plan) -> dict[str, Any]:
-    """Run a validated plan (see the module docstring)."""
+    """Run a validated plan (see the module docstring); the caller holds the run's lock."""
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
     dm = prepare_data(p, run_dir)

@@ -4,14 +4,22 @@ and tests one configuration (:func:`deepfake_detect.training.train`), or a chain
 
 A finished configuration prints its stored results without importing the training stack
 (a re-run sweep skips its finished jobs in well under a second each). A configuration error
-is one line naming the key, exit code 2, and leaves no output folder behind.
+is one line naming the key, exit code 2, and leaves no output folder behind; a configuration
+another process is running exits with code 3 (``if_running: refuse``, the default of a single
+run; a sweep job waits for it).
+
+Output folders are unique: ``hydra.run.dir`` and ``hydra.sweep.dir`` use ``${unique_now:...}``
+(the time to the millisecond plus a random suffix), so two commands started in the same second
+never share a folder, a log or a sweep id.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +31,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detect import console, io
 from deepfake_detect.config import conf_dir, to_plain
-from deepfake_detect.errors import ConfigError, DeepfakeDetectError, UsageError
+from deepfake_detect.errors import ConfigError, DeepfakeDetectError, RunInProgress, UsageError
 from deepfake_detect.scaling import prepare_sweep_job, release_gpu
 from deepfake_detect.summary import finished_run
 
 log = logging.getLogger("deepfake_detect.cli.train")
 VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
 _verbosity = 0
+EXIT_RUNNING = 3  # another process is running this configuration
+
+
+def unique_now(pattern: str) -> str:
+    """``${unique_now:<strftime pattern>}``: the time in ``pattern``, then milliseconds and a
+    random suffix (``2026-11-27_15-32-01-123-4f2a``). Cached per config like Hydra's
+    ``${now:}``, and copied into every job of a sweep, so a sweep has one id."""
+    now = datetime.now()
+    return f"{now.strftime(pattern)}-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
+
+
+if not OmegaConf.has_resolver("unique_now"):
+    OmegaConf.register_new_resolver("unique_now", unique_now, use_cache=True)
 
 
 class CheckOutputs(Callback):
@@ -59,15 +80,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     console.quiet_third_party(_verbosity)
     if _verbosity:
         logging.getLogger("deepfake_detect").setLevel(logging.DEBUG)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
         _tag_sweep_job(cfg, hydra_cfg)
+    if cfg.get("if_running", "auto") == "auto":  # a sweep job queues behind another process
+        OmegaConf.set_struct(cfg, False)
+        cfg.if_running = "wait" if multirun else "refuse"
     try:
         worked = _job(cfg)
     except DeepfakeDetectError as err:
         print(f"error: {err}", file=sys.stderr)
-        if isinstance(err, ConfigError | UsageError):  # rejected before any work
+        if isinstance(err, ConfigError | UsageError | RunInProgress):  # before any work
             _drop_output_dir(hydra_cfg)
-        sys.exit(2)
+        sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
     finally:
         release_gpu()  # joblib reuses its worker processes for later jobs
     if not worked:
