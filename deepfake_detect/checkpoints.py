@@ -71,6 +71,27 @@ def resumable_checkpoint(directory: Path) -> Path | None:
     return None
 
 
+def prune_checkpoints(directory: Path, policy: str) -> list[Path]:
+    """What a finished run keeps of its training checkpoints (``trainer.keep_checkpoints``):
+    ``all``; ``last`` (``last.ckpt``); ``best`` (``best.ckpt`` where model selection wrote
+    one, else ``last.ckpt``: without it the last epoch is the best); ``none``. Files are kept
+    by name; returns the removed ones. The inference bundle lives outside ``directory``."""
+    if policy == "all" or not directory.is_dir():
+        return []
+    keep: set[str] = set()
+    if policy == "last":
+        keep = {"last.ckpt"}
+    elif policy == "best":
+        keep = {"best.ckpt"} if (directory / "best.ckpt").is_file() else {"last.ckpt"}
+    removed = [path for path in sorted(directory.glob("*.ckpt")) if path.name not in keep]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        log.debug("removed %d checkpoint(s) (trainer.keep_checkpoints=%s): %s", len(removed),
+                  policy, ", ".join(p.name for p in removed))
+    return removed
+
+
 class EpochCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that sends the epoch's training metrics to the loggers before saving.
 

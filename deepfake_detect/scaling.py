@@ -31,7 +31,9 @@ from deepfake_detect.errors import ConfigError
 log = logging.getLogger(__name__)
 
 # Keys of the trainer group that are ours, not lightning.pytorch.Trainer arguments.
-EXTRA_KEYS = ("channels_last", "gpu_per_job")
+EXTRA_KEYS = ("channels_last", "gpu_per_job", "keep_checkpoints")
+# What a finished run keeps of its training checkpoints (checkpoints.prune_checkpoints).
+KEEP_CHECKPOINTS = ("best", "last", "all", "none")
 CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
@@ -113,6 +115,7 @@ def check_extras(extras: dict[str, Any]) -> None:
     require(isinstance(extras.get("channels_last", False), bool), "trainer.channels_last",
             f"must be true, false or auto, got {extras.get('channels_last')!r}")
     one_of(extras.get("gpu_per_job", "auto"), ("auto", True, False), "trainer.gpu_per_job")
+    one_of(extras.get("keep_checkpoints", "best"), KEEP_CHECKPOINTS, "trainer.keep_checkpoints")
 
 
 def check_hardware(trainer: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from deepfake_detect.callbacks import EpochBar, EpochSummary
 from deepfake_detect.checkpoints import (
     AtomicCheckpointIO,
     EpochCheckpoint,
+    prune_checkpoints,
     resumable_checkpoint,
 )
 from deepfake_detect.config import to_plain
@@ -91,6 +92,7 @@ def run(p: Plan) -> dict[str, Any]:
         result = test_and_package(p, tester, model, dm, tracked, (threshold, rule))
         explain(p, model, dm, tracked, threshold)
         tracked.finish(result)
+    prune_checkpoints(run_dir.checkpoints, p.resolved["trainer"].get("keep_checkpoints", "best"))
     log.info("results (window level):\n%s", results_table(result, dm.test_names))
     log.info("MLflow run %s in experiment '%s' at %s", tracked.run_id,
              p.logger.experiment_name, tracked.uri)

@@ -1,6 +1,6 @@
 """One process per run directory, nothing of a live process deleted by another, and what a
 finished run keeps on disk: the run lock (held, waited for, refused, taken over from a killed
-holder), temporaries of live writers, sweep membership tags."""
+holder), temporaries of live writers, ``trainer.keep_checkpoints``, sweep membership tags."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deepfake_detect import io
-from deepfake_detect.checkpoints import resumable_checkpoint
+from deepfake_detect.checkpoints import prune_checkpoints, resumable_checkpoint
 from deepfake_detect.errors import RunInProgress
 from deepfake_detect.runs import RunDir
 
@@ -87,6 +87,25 @@ def test_temporaries_of_a_live_writer_are_kept_and_a_dead_ones_removed(tmp_path:
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.parametrize("policy,best,kept", [
+    ("best", False, {"last.ckpt"}),  # without model selection the last epoch is the best
+    ("best", True, {"best.ckpt"}),
+    ("last", True, {"last.ckpt"}),
+    ("all", True, {"last.ckpt", "best.ckpt", "epoch001.ckpt", "epoch002.ckpt"}),
+    ("none", True, set()),
+])
+def test_a_finished_run_keeps_the_checkpoints_its_policy_names(tmp_path: Path, policy: str,
+                                                                best: bool, kept: set) -> None:
+    names = ["last.ckpt", "epoch001.ckpt", "epoch002.ckpt", *(["best.ckpt"] if best else [])]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    removed = prune_checkpoints(tmp_path, policy)
+    assert {p.name for p in tmp_path.glob("*.ckpt")} == kept
+    assert {p.name for p in removed} == set(names) - kept
+    assert (tmp_path / "notes.txt").exists()
 
 
 def test_sweep_membership_keeps_every_sweep_that_ran_or_reported_a_run(tmp_path: Path) -> None:
