@@ -213,20 +213,28 @@ def join_sweep(client: Any, run_id: str, sweep_id: str) -> None:
     ids = [s for s in ids if s != sweep_id] + [sweep_id]
     while len(",".join(ids)) > MAX_SWEEPS_TAG and len(ids) > 1:
         ids.pop(0)
-    for key, value in ((SWEEP_TAG, sweep_id), (SWEEPS_TAG, ",".join(ids))):
-        retry(lambda k=key, v=value: client.set_tag(run_id, k, v), "set sweep tag")
+    from mlflow.entities import RunTag
+
+    tags_now = [RunTag(SWEEP_TAG, sweep_id), RunTag(SWEEPS_TAG, ",".join(ids))]
+    retry(lambda: client.log_batch(run_id, tags=tags_now), "set sweep tags")
 
 
 def join_sweep_at(uri: str, run_id: str, sweep_id: str) -> None:
-    """:func:`join_sweep` through a client for ``uri``; best effort (a warning, never an
+    """:func:`join_sweep` through a client for ``uri`` (one per process: a re-run sweep pays
+    for importing MLflow and opening its store once); best effort (a warning, never an
     error: the run itself is fine)."""
     from mlflow.tracking import MlflowClient
 
     prepare_store()
     try:
-        join_sweep(MlflowClient(tracking_uri=uri), run_id, sweep_id)
+        if uri not in _CLIENTS:
+            _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+        join_sweep(_CLIENTS[uri], run_id, sweep_id)
     except Exception as err:  # noqa: BLE001
         log.warning("could not tag MLflow run %s with sweep %s: %s", run_id, sweep_id, err)
+
+
+_CLIENTS: dict[str, Any] = {}
 
 
 def prepare_store() -> None:
