@@ -225,9 +225,10 @@ def _warn_short(path: Path, header: int, decoded: int, rate: int) -> None:
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[tuple[Any, AudioInfo]]:
-    """The open soundfile handle and what it holds; :class:`AudioError` for every unusable
-    file; ``_NotSoundfile`` when libsndfile cannot open it (try the fallback)."""
+def _opened(path: Path, probe: bool = True) -> Iterator[tuple[Any, AudioInfo]]:
+    """The open soundfile handle and what it holds (``probe``: the frames that decode, else
+    the header's count); :class:`AudioError` for every unusable file; ``_NotSoundfile`` when
+    libsndfile cannot open it (try the fallback)."""
     import soundfile as sf
 
     head = _head(path)
@@ -237,7 +238,7 @@ def _opened(path: Path) -> Iterator[tuple[Any, AudioInfo]]:
         raise _NotSoundfile(not_audio(head), _one_line(err)) from err
     with handle:
         _check_header(handle)
-        frames = _decodable(handle, path)
+        frames = _decodable(handle, path) if probe else int(handle.frames)
         yield handle, AudioInfo(int(handle.samplerate), int(handle.channels), frames)
 
 
@@ -251,10 +252,13 @@ class _NotSoundfile(Exception):
 
 
 def info(path: str | Path) -> AudioInfo:
-    """Sample rate, channels and the frames that decode (no full decode)."""
+    """Sample rate, channels and the header's frame count, after the header checks, without
+    decoding (cheap enough to plan the windows of every file of a large dataset). The count
+    may overstate what decodes (MP3): a window planned past the end is moved back to end
+    where the audio does when it is decoded."""
     path = Path(path)
     try:
-        with decoder_stderr(), _opened(path) as (_, meta):
+        with decoder_stderr(), _opened(path, probe=False) as (_, meta):
             return meta
     except _NotSoundfile as err:
         raise AudioError(f"unreadable audio header ({err.verdict or err.reason})") from None
