@@ -278,20 +278,40 @@ def test_a_relabelled_cache_clip_list_is_rebuilt_and_changes_nothing(tmp_path: P
 # --- refused before any work ----------------------------------------------------------------
 
 
+class Hostile:
+    """Pickled, it runs code when loaded: it creates the file named."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 @pytest.mark.parametrize("ref,words", [
     ("missing/model.ckpt", "is not a file, a run directory, an MLflow run id"),
     ("not-a-run-id", "is not a file, a run directory, an MLflow run id"),
     ("0123456789abcdef0123456789abcdef", "not found in MLflow"),
+    ("hostile.ckpt", "never loaded (they could run code)"),
+    ("song.wav", "not a torch file"),
 ])
 def test_a_bad_init_from_is_refused_before_the_cache_build(tmp_path: Path, ref: str,
                                                            words: str) -> None:
+    import pickle
+
     root = tmp_path / "out"
     root.mkdir()
     if ref.isalnum() and len(ref) == 32:  # an MLflow run id the store does not hold
         MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}").search_experiments()
+    marker = tmp_path / "pwned"
+    if ref == "hostile.ckpt":
+        ref = str(tmp_path / ref)
+        Path(ref).write_bytes(pickle.dumps({"state_dict": Hostile(marker)}))
+    elif ref == "song.wav":
+        ref = str(write_good(tmp_path / "song", 0, ".wav"))
     with pytest.raises(ConfigError, match="model.init_from") as err:
         train(compose_cfg([*SMALL, f"model.init_from={ref}"], root))
-    assert words in str(err.value)
+    assert words in str(err.value) and not marker.exists()
     assert not (root / "cache").exists() and not (root / "runs").exists()
 
 

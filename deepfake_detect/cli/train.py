@@ -3,7 +3,8 @@ and tests one configuration (:func:`deepfake_detect.training.train`), or a chain
 (:func:`deepfake_detect.iterative.train_iterative` when ``iterative.stages`` is set).
 
 A finished configuration prints its stored results without importing the training stack
-(a re-run sweep skips its finished jobs in well under a second each). A configuration error
+(a re-run sweep skips its finished jobs in well under a second each, after importing MLflow
+once to record them as part of the new sweep). A configuration error
 is one line naming the key, exit code 2, and leaves no output folder behind; a configuration
 another process is running exits with code 3 (``if_running: refuse``, the default of a single
 run; a sweep job waits for it).

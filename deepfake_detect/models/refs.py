@@ -23,7 +23,7 @@ from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import ConfigError, DeepfakeDetectError, UsageError
 from deepfake_detect.models.bundle import RENAMED_1, load_bundle, read_bundle
 from deepfake_detect.models.detector import Detector
-from deepfake_detect.models.resnet import readable_file
+from deepfake_detect.models.resnet import readable_file, torch_file_problem
 
 BUNDLE_NAME = "model.ckpt"
 BUNDLE_ARTIFACT = "model/model.ckpt"  # where training logs the bundle in its MLflow run
@@ -184,6 +184,11 @@ def check_ref(ref: Any, key: str, tracking_uri: str) -> None:
         path = path / BUNDLE_NAME
     if path.is_file():
         readable_file(path, key)
+        try:
+            _state_dict_in(path)  # loaded without running pickled code
+        except Exception as err:  # noqa: BLE001 - pickles, zips and text fail in many ways
+            raise ConfigError(key, f"{path} is not a model bundle or a Lightning checkpoint: "
+                              f"{torch_file_problem(path, err)}") from None
         return
     if not is_mlflow_ref(text):
         raise ConfigError(key, f"{text!r} is not a file, a run directory, an MLflow run id "
