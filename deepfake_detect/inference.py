@@ -216,10 +216,13 @@ class Scorer:
         stream = audio.Stream(item.path, cfg.sample_rate)
         windows = Windows(cfg.n_samples, self.hop)
         starts = self.starts[index] = []
+        ready: list[tuple[int, np.ndarray]] = []  # windows waiting for a batch's worth
         try:
             for block in self._timed(stream, "decode_s"):
-                self._score(index, windows.add(block), starts)
-            self._score(index, windows.finish(), starts)
+                ready += windows.add(block)
+                if len(ready) >= self.batch_size:
+                    ready = self._score(index, ready, starts)
+            self._score(index, ready + windows.finish(), starts, last=True)
         except audio.AudioError as err:
             row["error"] = str(err)
             return
@@ -247,10 +250,13 @@ class Scorer:
                 self.clock[key] += time.perf_counter() - tick
             yield block
 
-    def _score(self, index: int, ready: list[tuple[int, np.ndarray]], starts: list[int]) -> None:
-        """Rows of ``ready`` windows (start, samples), a batch at a time, into the batcher."""
-        for first in range(0, len(ready), self.batch_size):
-            chunk = ready[first:first + self.batch_size]
+    def _score(self, index: int, ready: list[tuple[int, np.ndarray]], starts: list[int],
+               last: bool = False) -> list[tuple[int, np.ndarray]]:
+        """Rows of ``ready`` windows (start, samples), a whole batch at a time (and the rest
+        when ``last``), into the batcher; returns the windows left for the next batch."""
+        whole = len(ready) if last else len(ready) - len(ready) % self.batch_size
+        for first in range(0, whole, self.batch_size):
+            chunk = ready[first:min(first + self.batch_size, whole)]
             tick = time.perf_counter()
             try:
                 with _single_threaded_blas():
@@ -260,6 +266,7 @@ class Scorer:
             self.clock["features_s"] += time.perf_counter() - tick
             starts += [start for start, _ in chunk]
             self.batcher.add(index, rows)  # model errors are not the file's fault: they raise
+        return ready[whole:]
 
     def finish(self, rows: list[dict[str, Any]], aggregate: str, per_window: bool) -> None:
         """Aggregate each file's window scores into its row."""
