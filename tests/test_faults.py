@@ -102,6 +102,7 @@ def test_every_ai_file_unusable_stops_before_training_with_no_mlflow_run(tmp_pat
     assert runs_in(root) == []  # no MLflow run was opened, so none can read FINISHED
 
 
+@pytest.mark.slow
 def test_fewer_than_min_per_class_usable_clips_stop_the_run(tmp_path: Path) -> None:
     data, root = tmp_path / "data", tmp_path / "out"
     ai_unusable(data, n_ai=24, n_broken=22, n_human=24)
@@ -306,7 +307,7 @@ def test_a_bad_init_from_is_refused_before_the_cache_build(tmp_path: Path, ref: 
     marker = tmp_path / "pwned"
     if ref == "hostile.ckpt":
         ref = str(tmp_path / ref)
-        Path(ref).write_bytes(pickle.dumps({"state_dict": Hostile(marker)}))
+        Path(ref).write_bytes(pickle.dumps({"state_dict": Hostile(marker)}, protocol=2))
     elif ref == "song.wav":
         ref = str(write_good(tmp_path / "song", 0, ".wav"))
     with pytest.raises(ConfigError, match="model.init_from") as err:
