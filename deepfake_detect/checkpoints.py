@@ -50,10 +50,13 @@ def is_loadable(path: Path) -> str | None:
 def resumable_checkpoint(directory: Path) -> Path | None:
     """The checkpoint to resume from: ``last.ckpt``, or the newest good one if it is corrupt.
 
-    Also removes temporary files left by a job killed while it was saving.
+    Also removes temporary files left by a job killed while it was saving. Call it only while
+    holding the run's lock (:meth:`RunDir.hold`); even then a temporary whose writer is still
+    alive is left alone.
     """
     for stale in directory.glob(f".*{io.TMP_MARK}*"):
-        io.remove(stale)
+        if not io.writer_alive(stale):
+            io.remove(stale)
     candidates = [directory / "last.ckpt"]
     candidates += sorted((p for p in directory.glob("epoch*.ckpt")),
                          key=lambda p: p.stat().st_mtime, reverse=True)
@@ -66,6 +69,27 @@ def resumable_checkpoint(directory: Path) -> Path | None:
         log.warning("checkpoint %s is corrupt (%s); falling back to an earlier checkpoint",
                     path, problem)
     return None
+
+
+def prune_checkpoints(directory: Path, policy: str) -> list[Path]:
+    """What a finished run keeps of its training checkpoints (``trainer.keep_checkpoints``):
+    ``all``; ``last`` (``last.ckpt``); ``best`` (``best.ckpt`` where model selection wrote
+    one, else ``last.ckpt``: without it the last epoch is the best); ``none``. Files are kept
+    by name; returns the removed ones. The inference bundle lives outside ``directory``."""
+    if policy == "all" or not directory.is_dir():
+        return []
+    keep: set[str] = set()
+    if policy == "last":
+        keep = {"last.ckpt"}
+    elif policy == "best":
+        keep = {"best.ckpt"} if (directory / "best.ckpt").is_file() else {"last.ckpt"}
+    removed = [path for path in sorted(directory.glob("*.ckpt")) if path.name not in keep]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        log.debug("removed %d checkpoint(s) (trainer.keep_checkpoints=%s): %s", len(removed),
+                  policy, ", ".join(p.name for p in removed))
+    return removed
 
 
 class EpochCheckpoint(ModelCheckpoint):
@@ -83,9 +107,9 @@ class EpochCheckpoint(ModelCheckpoint):
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """The best epoch on a validation metric (``eval.select``), kept as
-    ``best-epochNNN.ckpt``; its path and score travel in ``last.ckpt``, so they survive a
-    kill and a resume."""
+    """The best epoch on a validation metric (``eval.select``), kept as ``best.ckpt`` (its
+    ``epoch`` inside); its path and score travel in ``last.ckpt``, so they survive a kill and
+    a resume."""
 
 
 def _log_train_epoch_metrics(trainer) -> None:

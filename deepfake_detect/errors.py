@@ -24,3 +24,7 @@ class UsageError(DeepfakeDetectError):
 class NothingToHoldOut(ConfigError):
     """``data.split.holdout_generator`` indexes past the source's generators: in a sweep over
     indices (leave-one-generator-out) that job has nothing to do."""
+
+
+class RunInProgress(DeepfakeDetectError):
+    """Another process is running the same configuration (``if_running: refuse``)."""

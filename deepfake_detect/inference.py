@@ -1,13 +1,15 @@
 """Scoring audio files with a trained model: windows, batching, aggregation, output rows.
 
-A file is scored as a whole: it is decoded once (mono, the model's sample rate), cut into
-windows of the training clip length every ``hop`` seconds -- plus one window ending at the end
-of the file when the hops do not reach it, so the tail is always seen -- and each window
-becomes the kind of row the model trained on (:meth:`FrontEnd.rows`: the very feature
-function of training). A file shorter than one window gives one window, zero-padded at the
-end as in training. Window scores (P(AI-generated)) are aggregated per file (mean or max) and
-compared with the threshold: ``score >= threshold`` means ``ai``. Windows from consecutive
-files share model batches.
+A file is scored as a whole, streamed: it is decoded and resampled block by block
+(:class:`~deepfake_detect.data.audio.Stream`, mono at the model's sample rate, the same
+samples as decoding it at once), cut into windows of the training clip length every ``hop``
+seconds -- plus one window ending at the end of the file when the hops do not reach it, so
+the tail is always seen -- and each window becomes the kind of row the model trained on
+(:meth:`FrontEnd.rows`: the very feature function of training). Memory holds a block, a
+window and a batch of rows, whatever the file's length. A file shorter than one window gives
+one window, zero-padded at the end as in training. Window scores (P(AI-generated)) are
+aggregated per file (mean or max) and compared with the threshold: ``score >= threshold``
+means ``ai``. Windows from consecutive files share model batches.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,15 +86,6 @@ def check_options(*, hop: float | None, aggregate: str, batch_size: int,
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _native_rate(path: str) -> int | None:
-    """The file's own sample rate from its header (None when only the fallback decoder
-    reads it)."""
-    try:
-        return audio.info(path).sample_rate
-    except audio.AudioError:
-        return None
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager:
@@ -218,33 +211,64 @@ class Scorer:
         return rows
 
     def _queue(self, index: int, item: Item, row: dict[str, Any]) -> None:
+        """Stream the file's windows into the batcher; a problem with the file becomes the
+        row's error (windows already queued are then left out of its score)."""
         cfg = self.cfg
+        stream = audio.Stream(item.path, cfg.sample_rate)
+        windows = Windows(cfg.n_samples, self.hop)
+        starts = self.starts[index] = []
+        ready: list[tuple[int, np.ndarray]] = []  # windows waiting for a batch's worth
         try:
-            tick = time.perf_counter()
-            with _single_threaded_blas():
-                wave = audio.decode(item.path, cfg.sample_rate)
-                row["sample_rate"] = _native_rate(item.path)
-            self.clock["decode_s"] += time.perf_counter() - tick
+            for block in self._timed(stream, "decode_s"):
+                ready += windows.add(block)
+                if len(ready) >= self.batch_size:
+                    ready = self._score(index, ready, starts)
+            self._score(index, ready + windows.finish(), starts, last=True)
         except audio.AudioError as err:
             row["error"] = str(err)
             return
-        except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
-            row["error"] = _one_line(err)
+        except _FeatureError as err:
+            row["error"] = f"cannot compute features ({_one_line(err.__cause__ or err)})"
             return
-        starts = self.starts[index] = window_starts(len(wave), cfg.n_samples, self.hop)
-        row["duration_s"] = len(wave) / cfg.sample_rate
-        # A batch of windows at a time: a long file never holds all its rows at once.
-        for first in range(0, len(starts), self.batch_size):
+        row["duration_s"] = stream.length / cfg.sample_rate
+        row["sample_rate"] = stream.native_rate
+
+    def _timed(self, blocks: Iterator[np.ndarray], key: str) -> Iterator[np.ndarray]:
+        """``blocks``, adding the time spent producing each to ``self.clock[key]``; any error
+        while producing one is the file's (an AudioError): one bad file must not stop the
+        others. Model errors are not the file's fault: they raise."""
+        iterator = iter(blocks)
+        while True:
+            tick = time.perf_counter()
+            try:
+                block = next(iterator)
+            except StopIteration:
+                return
+            except audio.AudioError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                raise audio.AudioError(_one_line(err)) from err
+            finally:
+                self.clock[key] += time.perf_counter() - tick
+            yield block
+
+    def _score(self, index: int, ready: list[tuple[int, np.ndarray]], starts: list[int],
+               last: bool = False) -> list[tuple[int, np.ndarray]]:
+        """Rows of ``ready`` windows (start, samples), a whole batch at a time (and the rest
+        when ``last``), into the batcher; returns the windows left for the next batch."""
+        whole = len(ready) if last else len(ready) - len(ready) % self.batch_size
+        for first in range(0, whole, self.batch_size):
+            chunk = ready[first:min(first + self.batch_size, whole)]
             tick = time.perf_counter()
             try:
                 with _single_threaded_blas():
-                    rows = self.detector.front_end.rows(
-                        [wave[s:s + cfg.n_samples] for s in starts[first:first + self.batch_size]])
+                    rows = self.detector.front_end.rows([wave for _, wave in chunk])
             except Exception as err:  # noqa: BLE001
-                row["error"] = f"cannot compute features ({_one_line(err)})"
-                return
+                raise _FeatureError() from err
             self.clock["features_s"] += time.perf_counter() - tick
+            starts += [start for start, _ in chunk]
             self.batcher.add(index, rows)  # model errors are not the file's fault: they raise
+        return ready[whole:]
 
     def finish(self, rows: list[dict[str, Any]], aggregate: str, per_window: bool) -> None:
         """Aggregate each file's window scores into its row."""
@@ -267,6 +291,49 @@ class Scorer:
             for row in rows:
                 row.setdefault("window_starts_s", [])
                 row.setdefault("window_scores", [])
+
+
+class _FeatureError(Exception):
+    """The front end could not turn a file's windows into rows (the cause is chained)."""
+
+
+class Windows:
+    """Cuts streamed audio into the windows :func:`window_starts` gives for the whole file,
+    holding only what a later window still needs (at most a window and a hop)."""
+
+    def __init__(self, window: int, hop: int):
+        self.window, self.hop = window, hop
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.offset = 0  # file position of buffer[0]
+        self.next = 0  # start of the next hop window
+        self.last: int | None = None  # start of the last window given
+
+    def add(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """The windows complete once ``block`` (the next samples) is added."""
+        self.buffer = np.concatenate([self.buffer, block])
+        end = self.offset + len(self.buffer)
+        ready = []
+        while self.next + self.window <= end:
+            ready.append(self._cut(self.next))
+            self.next += self.hop
+        keep = max(0, min(self.next, end - self.window) - self.offset)  # the tail may be needed
+        self.buffer, self.offset = self.buffer[keep:], self.offset + keep
+        return ready
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """The window ending at the end of the file, when the hops did not reach it (the only
+        window of a file no longer than one, zero-padded later as in training)."""
+        end = self.offset + len(self.buffer)
+        if self.last is None:
+            return [(0, self.buffer[:self.window].copy())] if end else []
+        if self.last + self.window < end:
+            return [self._cut(end - self.window)]
+        return []
+
+    def _cut(self, start: int) -> tuple[int, np.ndarray]:
+        self.last = start
+        at = start - self.offset
+        return start, self.buffer[at:at + self.window].copy()
 
 
 def render(rows: Sequence[dict[str, Any]], fmt: str, per_window: bool = False) -> str:

@@ -46,6 +46,42 @@ def owner_pid(tmp: Path) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
+def writer_alive(tmp: Path) -> bool:
+    """Whether the process that named temporary ``tmp`` is still running on this machine
+    (then it may still be writing it; other machines' processes cannot be asked)."""
+    pid = owner_pid(tmp)
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why files cannot be written in folder ``path`` (or in the folder that would be created
+    there), or None when they can; nothing is created."""
+    path = Path(path)
+    probe = path
+    try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        is_dir = probe.is_dir()
+    except PermissionError:
+        return f"cannot reach {path}: permission denied on the way"
+    if not is_dir:
+        return f"{path} cannot be a folder: {probe} is a file"
+    mode = os.W_OK | os.X_OK
+    effective = os.access in os.supports_effective_ids
+    if not (os.access(probe, mode, effective_ids=True) if effective else os.access(probe, mode)):
+        where = "" if probe == path else f" ({probe} is the nearest existing folder)"
+        return f"{path} is not writable: permission denied{where}"
+    return None
+
+
 def remove(path: Path) -> None:
     """Remove a file or folder if it exists."""
     if path.is_dir() and not path.is_symlink():

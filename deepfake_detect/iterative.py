@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from deepfake_detect import io, tracking
 from deepfake_detect.config import build, compose_option, require, to_plain
-from deepfake_detect.plan import distortion_preset, plan
+from deepfake_detect.plan import distortion_preset, if_running, plan
 from deepfake_detect.report import Grid, heatmap, markdown, ordered
 from deepfake_detect.runs import RunDir, signature
 from deepfake_detect.scaling import check_iterative_strategy
@@ -56,6 +56,14 @@ def train_iterative(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     check_iterative_strategy(resolved["trainer"])
     plan(stage_config(resolved, stages[0], None, {}))  # validates everything else
     group = hashlib.sha256(f"{signature(resolved)}:{','.join(stages)}".encode()).hexdigest()[:12]
+    outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
+    with RunDir(outputs / "runs" / f"iterative-{group}").hold(
+            if_running(resolved.get("if_running", "auto"))):  # one process per parent run
+        return run_stages(resolved, stages, group)
+
+
+def run_stages(resolved: dict[str, Any], stages: list[str], group: str) -> dict[str, Any]:
+    """Every stage under the parent run (the caller holds the parent run's lock)."""
     parent = ParentRun(resolved, group, stages)
     results: dict[str, dict[str, Any]] = {}
     previous = resolved["model"].get("init_from")

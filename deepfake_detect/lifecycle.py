@@ -87,17 +87,22 @@ class TrackedRun:
             params = {k: v for k, v in params.items() if k not in logged}
         if params:
             tracking.retry(lambda: self.logger.log_hyperparams(params), "log params")
+        sweep = p.tags.get(tracking.SWEEP_TAG)
         if self.resumed:  # killed (still RUNNING), failed or interrupted before
             tracking.retry(lambda: client.update_run(run_id, status="RUNNING"), "set status")
             log.info("resuming from %s into MLflow run %s",
                      checkpoint or "scratch (no checkpoint yet)", run_id)
             self.set_tags({"resumed_from": str(checkpoint or "")})
-            return
-        self.set_tags({"config_hash": self.run_dir.path.name.rsplit("-", 1)[-1],
-                       "git_commit": tracking.git_commit(), "weights": weights,
-                       "run_dir": str(self.run_dir.path), "train_distortion": p.distortion.name,
-                       "task": p.task, "precision": str(p.trainer.get("precision")),
-                       "device": device_name(p.trainer), **p.tags})
+        else:
+            self.set_tags({"config_hash": self.run_dir.path.name.rsplit("-", 1)[-1],
+                           "git_commit": tracking.git_commit(), "weights": weights,
+                           "run_dir": str(self.run_dir.path),
+                           "train_distortion": p.distortion.name, "task": p.task,
+                           "precision": str(p.trainer.get("precision")),
+                           "device": device_name(p.trainer),
+                           **{k: v for k, v in p.tags.items() if k != tracking.SWEEP_TAG}})
+        if sweep:  # the sweep that runs it now (a resumed job: the sweep that finishes it)
+            tracking.join_sweep(client, run_id, sweep)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():

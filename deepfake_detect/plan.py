@@ -1,9 +1,11 @@
 """A run's plan: the resolved config validated into typed parts before any heavy work.
 
 Every check that does not need the data happens here, each error naming its config key:
-the groups, the seed, features, distortions (test presets composed by Hydra), the model and
-its weights, the logger, the trainer's arguments against Lightning and the machine, the data
-source and the DataModule (which do no I/O yet).
+the groups, the seed, features, distortions (test presets composed by Hydra), the model, its
+weights and the run it starts from (``model.init_from``: a readable file, or a run the MLflow
+store holds), the logger, the trainer's arguments against Lightning and the machine, the
+folders a run writes (``paths.root``, ``data.cache.dir``), the data source and the
+DataModule (which do no I/O yet). Nothing here opens an MLflow run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import lightning.pytorch as pl
 from lightning.fabric.connector import _PRECISION_INPUT_STR
 from omegaconf import DictConfig
 
-from deepfake_detect import scaling
+from deepfake_detect import io, scaling
 from deepfake_detect.aggregate import AGGREGATES
 from deepfake_detect.baselines import BASELINES
 from deepfake_detect.config import build, compose_option, one_of, require, to_plain
@@ -28,10 +30,11 @@ from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.explain import ExplainConfig, explain_config
 from deepfake_detect.models.detector import ModelConfig
+from deepfake_detect.models.refs import check_ref
 from deepfake_detect.models.resnet import resolve_weights
-from deepfake_detect.runs import RunDir, run_dir_for
+from deepfake_detect.runs import IF_RUNNING, RunDir, run_dir_for
 from deepfake_detect.task import check_task
-from deepfake_detect.tracking import LoggerConfig
+from deepfake_detect.tracking import LoggerConfig, default_tracking_uri
 
 GROUPS = ("data", "features", "distortion", "model", "trainer", "logger", "paths")
 PRECISIONS = (*typing.get_args(_PRECISION_INPUT_STR), "16", "32", "64", "bf16", 16, 32, 64)
@@ -98,6 +101,7 @@ class Plan:
     datamodule: AudioDataModule
     explain: ExplainConfig
     tags: dict[str, str] = field(default_factory=dict)
+    if_running: str = "refuse"  # another process on this run: wait or refuse
 
     @property
     def store(self) -> str:
@@ -141,11 +145,39 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed, task)
     tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
     tags.update({k: str(v) for k, v in datamodule.split_info.items()})  # a bad holdout: now
+    outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
+    weights = resolve_weights(model.weights)
+    check_places(resolved, model, logger, outputs)
     return Plan(resolved, seed, task, features, distortion, tests, evaluation, model,
-                resolve_weights(model.weights), logger, trainer,
-                Path(resolved["paths"]["root"]).expanduser().resolve(),
-                run_dir_for(resolved), bool(resolved.get("resume", True)), datamodule,
-                explain_config(resolved), tags)
+                weights, logger, trainer, outputs, run_dir_for(resolved),
+                bool(resolved.get("resume", True)), datamodule, explain_config(resolved), tags,
+                if_running(resolved.get("if_running", "auto")))
+
+
+def if_running(value: Any) -> str:
+    """``if_running``: ``wait`` or ``refuse`` (``auto``: refuse; the training command turns
+    it into ``wait`` inside a sweep)."""
+    one_of(value, IF_RUNNING, "if_running")
+    return "refuse" if value == "auto" else str(value)
+
+
+def check_places(resolved: dict[str, Any], model: ModelConfig, logger: LoggerConfig,
+                 outputs: Path) -> None:
+    """The folders a run writes can be written, and the run it starts from can be read."""
+    check_writable(outputs, "paths.root")
+    cache_dir = (resolved["data"].get("cache") or {}).get("dir")
+    if cache_dir:
+        check_writable(Path(str(cache_dir)).expanduser().resolve(), "data.cache.dir")
+    if model.init_from:
+        check_ref(model.init_from, "model.init_from",
+                  logger.tracking_uri or default_tracking_uri(outputs))
+
+
+def check_writable(path: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless files can be written in folder ``path``."""
+    problem = io.unwritable(path)
+    if problem:
+        raise ConfigError(key, problem)
 
 
 def eval_config(node: Any) -> EvalConfig:

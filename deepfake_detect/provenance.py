@@ -6,37 +6,14 @@ embedded simulation scores real audio, or when inputs lie far outside what it sa
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deepfake_detect.data import audio
 
-if TYPE_CHECKING:  # the training side only; predict reads bundles without the training stack
-    from deepfake_detect.data.datamodule import AudioDataModule
-    from deepfake_detect.plan import Plan
-
 SIMULATED_SOURCES = ("synthetic",)
 DURATION_SLACK = 2.0  # inputs shorter than min / 2 or longer than max * 2 are "far outside"
-
-
-def provenance(p: Plan, dm: AudioDataModule, selected: Mapping[str, Any]) -> dict[str, Any]:
-    """The bundle's record of what the model was trained on."""
-    rows = dm.entries["train"].rows
-    signature = json.dumps(dm.source.signature(), sort_keys=True, default=str)
-    return {"train_distortion": p.distortion.name, "distortion": p.distortion.as_dict(),
-            "task": dm.task, "classes": list(dm.classes),
-            "selected_epoch": selected.get("selected_epoch"),
-            "selection": selected.get("selection"),
-            "validation_score": selected.get("selected_score"),
-            "trained_on": {
-                "source": getattr(dm.source, "name", "?"),
-                "simulation": getattr(dm.source, "name", "") in SIMULATED_SOURCES,
-                "fingerprint": hashlib.sha256(signature.encode()).hexdigest()[:16],
-                "generators": sorted({str(r["generator"]) for r in rows if int(r["label"])}),
-                "n_clips": len(rows), **file_profile(rows)}}
 
 
 def file_profile(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

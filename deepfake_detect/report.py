@@ -148,14 +148,23 @@ def find_runs(client: Any, experiment: str, sweep_id: str | None) -> tuple[str, 
         raise DeepfakeDetectError(f"no MLflow experiment {experiment!r}; found: "
                                   f"{', '.join(names) or 'none'}")
     query = "attributes.status = 'FINISHED'"
-    if sweep_id:
-        query += f" and tags.sweep_id = '{sweep_id}'"
-    runs = client.search_runs([exp.experiment_id], filter_string=query, max_results=5000)
-    runs = [r for r in runs if r.data.tags.get("summary") != "true"]
+    queries = [query]
+    if sweep_id:  # the sweep that last ran a job, or any sweep that ran or reported it
+        queries = [f"{query} and tags.{tracking.SWEEP_TAG} = '{sweep_id}'",
+                   f"{query} and tags.{tracking.SWEEPS_TAG} LIKE '%{sweep_id}%'"]
+    found = {r.info.run_id: r for q in queries for r in client.search_runs(
+        [exp.experiment_id], filter_string=q, max_results=5000)}
+    runs = [r for r in found.values() if r.data.tags.get("summary") != "true"
+            and (not sweep_id or sweep_id in _sweeps(r.data.tags))]
     if not runs:
         raise DeepfakeDetectError(f"no FINISHED runs in experiment {experiment!r}"
                                   + (f" with sweep_id {sweep_id!r}" if sweep_id else ""))
     return exp.experiment_id, runs
+
+
+def _sweeps(tags: dict[str, str]) -> list[str]:
+    """Every sweep a run belongs to (its ``sweep_ids`` tag, or the older ``sweep_id``)."""
+    return [*(tags.get(tracking.SWEEPS_TAG) or "").split(","), tags.get(tracking.SWEEP_TAG, "")]
 
 
 def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | None = None,

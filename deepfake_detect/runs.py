@@ -5,6 +5,11 @@ by :mod:`deepfake_detect.identity`). The directory holds
 ``checkpoints/``, ``mlflow_run_id`` (so a resumed job continues the same MLflow run) and
 ``result.json``, written last and atomically: its presence means the run finished.
 
+One process at a time works in a run directory (:meth:`RunDir.hold`): an exclusive lock
+(``flock``, so the kernel releases it when its process dies, even by ``kill -9``) in
+``<paths.root>/.locks/``, with a small owner file (pid, host, start) that names the holder
+to a process that finds it taken. That process waits or stops (``if_running``).
+
 :func:`run_dir_for` finds a config's directory from the resolved config alone (no data, no
 torch unless ``precision: auto`` must be resolved with an NVIDIA GPU present), so a finished
 job of a re-run sweep is skipped in well under a second.
@@ -15,15 +20,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from deepfake_detect import identity, io
+from deepfake_detect.errors import RunInProgress
 from deepfake_detect.scaling import resolve_trainer
 
 log = logging.getLogger(__name__)
+IF_RUNNING = ("auto", "wait", "refuse")  # auto: wait inside a sweep, refuse a single run
 
 
 def signature(resolved: Mapping[str, Any]) -> str:
@@ -125,3 +139,48 @@ class RunDir:
     def clear_result(self) -> None:
         self.result_file.unlink(missing_ok=True)
 
+    @property
+    def lock_file(self) -> Path:
+        """``<paths.root>/.locks/<name>.lock``: outside the directory, so that removing it
+        (``resume=false``) keeps the lock, and outside ``runs/``, which holds runs only."""
+        return self.path.parent.parent / ".locks" / f"{self.path.name}.lock"
+
+    @property
+    def owner_file(self) -> Path:
+        return self.lock_file.with_suffix(".owner")
+
+    def owner(self) -> str:
+        """Who holds the lock, as a user reads it (best effort)."""
+        try:
+            who = json.loads(self.owner_file.read_text())
+            return f"pid {who['pid']} on {who['host']}, since {who['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "pid unknown: the holder has not written its owner file yet"
+
+    @contextmanager
+    def hold(self, if_running: str = "refuse") -> Iterator[bool]:
+        """Hold this run's lock for the block; yields whether another process held it first
+        (then it waited for it). ``if_running=refuse``: raise :class:`RunInProgress` instead
+        of waiting."""
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.lock_file))
+        waited = False
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if if_running == "refuse":
+                raise RunInProgress(
+                    f"{self.path.name} is already running ({self.owner()}); this process "
+                    "stops (if_running=wait waits for it instead)") from None
+            log.info("%s is already running (%s): waiting for it to finish", self.path.name,
+                     self.owner())
+            lock.acquire()
+            waited = True
+        try:
+            io.write_json(self.owner_file, {
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:500]})
+            yield waited
+        finally:
+            self.owner_file.unlink(missing_ok=True)  # before the lock: the next owner's stays
+            lock.release()

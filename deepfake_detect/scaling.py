@@ -31,7 +31,9 @@ from deepfake_detect.errors import ConfigError
 log = logging.getLogger(__name__)
 
 # Keys of the trainer group that are ours, not lightning.pytorch.Trainer arguments.
-EXTRA_KEYS = ("channels_last", "gpu_per_job", "early_stopping")
+EXTRA_KEYS = ("channels_last", "gpu_per_job", "early_stopping", "keep_checkpoints")
+# What a finished run keeps of its training checkpoints (checkpoints.prune_checkpoints).
+KEEP_CHECKPOINTS = ("best", "last", "all", "none")
 CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
@@ -123,6 +125,7 @@ def check_extras(extras: dict[str, Any]) -> None:
     delta = stop.get("min_delta", 0.0)
     require(isinstance(delta, int | float) and delta >= 0, "trainer.early_stopping.min_delta",
             f"must be a number >= 0, got {delta!r}")
+    one_of(extras.get("keep_checkpoints", "best"), KEEP_CHECKPOINTS, "trainer.keep_checkpoints")
 
 
 def check_hardware(trainer: dict[str, Any]) -> None:

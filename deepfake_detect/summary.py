@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deepfake_detect.runs import finished_result, run_dir_for
+from deepfake_detect.tracking import SWEEP_TAG, join_sweep_at
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ def finished_run(resolved: Mapping[str, Any]) -> dict[str, Any] | None:
     log.info("%s already finished; its stored results (resume=false trains it again):", name)
     log.info("results:\n%s", results_table(done))
     log.info("MLflow run %s at %s", done.get("run_id", "?"), done.get("tracking_uri", "?"))
+    sweep = ((resolved.get("logger") or {}).get("tags") or {}).get(SWEEP_TAG)
+    if sweep and done.get("run_id") and done.get("tracking_uri"):  # reported by this sweep
+        join_sweep_at(str(done["tracking_uri"]), str(done["run_id"]), str(sweep))
     if (resolved.get("explain") or {}).get("enabled"):
         log.info("explain.enabled has no effect on a finished run; run "
                  "deepfake-detect-explain --model %s", done.get("run_dir", "<run dir>"))

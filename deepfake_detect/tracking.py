@@ -192,6 +192,45 @@ def set_terminated(uri: str, run_id: str, status: str) -> None:
         log.error("could not mark MLflow run %s as %s: %s", run_id, status, err)
 
 
+SWEEP_TAG, SWEEPS_TAG = "sweep_id", "sweep_ids"
+MAX_SWEEPS_TAG = 4000  # characters kept of sweep_ids (the oldest ids go first)
+
+
+def join_sweep(client: Any, run_id: str, sweep_id: str) -> None:
+    """Make run ``run_id`` part of sweep ``sweep_id``: ``sweep_id`` becomes the sweep that
+    last ran or reported it, and ``sweep_ids`` lists every sweep that did (comma-separated),
+    so a resumed or re-run sweep finds all of its runs and the first sweep keeps its own."""
+    tags = retry(lambda: client.get_run(run_id).data.tags, "read tags")
+    ids = [s for s in (tags.get(SWEEPS_TAG) or tags.get(SWEEP_TAG) or "").split(",") if s]
+    if sweep_id in ids and tags.get(SWEEP_TAG) == sweep_id:
+        return
+    ids = [s for s in ids if s != sweep_id] + [sweep_id]
+    while len(",".join(ids)) > MAX_SWEEPS_TAG and len(ids) > 1:
+        ids.pop(0)
+    from mlflow.entities import RunTag
+
+    tags_now = [RunTag(SWEEP_TAG, sweep_id), RunTag(SWEEPS_TAG, ",".join(ids))]
+    retry(lambda: client.log_batch(run_id, tags=tags_now), "set sweep tags")
+
+
+def join_sweep_at(uri: str, run_id: str, sweep_id: str) -> None:
+    """:func:`join_sweep` through a client for ``uri`` (one per process: a re-run sweep pays
+    for importing MLflow and opening its store once); best effort (a warning, never an
+    error: the run itself is fine)."""
+    from mlflow.tracking import MlflowClient
+
+    prepare_store()
+    try:
+        if uri not in _CLIENTS:
+            _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+        join_sweep(_CLIENTS[uri], run_id, sweep_id)
+    except Exception as err:  # noqa: BLE001
+        log.warning("could not tag MLflow run %s with sweep %s: %s", run_id, sweep_id, err)
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
 def prepare_store() -> None:
     """sqlite stores shared by parallel jobs: do not pool connections."""
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")

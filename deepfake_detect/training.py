@@ -10,7 +10,9 @@ results instead of running again.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io as text_io
+import json
 import logging
 import math
 import os
@@ -31,6 +33,7 @@ from deepfake_detect.checkpoints import (
     AtomicCheckpointIO,
     BestCheckpoint,
     EpochCheckpoint,
+    prune_checkpoints,
     resumable_checkpoint,
 )
 from deepfake_detect.config import to_plain
@@ -44,31 +47,42 @@ from deepfake_detect.models.frontend import FrontEnd
 from deepfake_detect.models.refs import init_from
 from deepfake_detect.models.resnet import load_backbone_weights
 from deepfake_detect.plan import SELECT, Plan, plan
-from deepfake_detect.provenance import provenance
+from deepfake_detect.provenance import SIMULATED_SOURCES, file_profile
 from deepfake_detect.runs import RunDir
 from deepfake_detect.summary import finished_run, results_table
 
 log = logging.getLogger(__name__)
+SKIPPED = "skipped.csv"
 
 
 def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """Train and test one configuration; return its metrics (``test/<distortion>/<metric>``),
-    or the stored ones when this config already finished."""
+    or the stored ones when this config already finished.
+
+    One process at a time works on a configuration: the run directory's lock is held for the
+    whole run; another process waits for it (then reports the result it stored) or stops
+    (``if_running``)."""
     resolved = to_plain(cfg)
     done = finished_run(resolved)
     if done is not None:
         return done
     p = plan(resolved)
-    if not p.resume and p.run_dir.path.exists() and scaling.is_rank_zero():
-        shutil.rmtree(p.run_dir.path)
-    return run(p)
+    if not scaling.is_rank_zero():  # an extra DDP process: rank 0 holds the lock
+        return run(p)
+    with p.run_dir.hold(p.if_running):
+        done = finished_run(resolved)  # finished meanwhile (by the process waited for)
+        if done is not None:
+            return done
+        if not p.resume and p.run_dir.path.exists():
+            shutil.rmtree(p.run_dir.path)
+        return run(p)
 
 
 def run(p: Plan) -> dict[str, Any]:
-    """Run a validated plan (see the module docstring)."""
+    """Run a validated plan (see the module docstring); the caller holds the run's lock."""
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    dm = prepare_data(p)
+    dm = prepare_data(p, run_dir)
     model = build_model(p, dm)
     checkpoint = resumable_checkpoint(run_dir.checkpoints) if p.resume else None
     if not scaling.is_rank_zero():  # an extra DDP process only trains (rank 0 owns the run)
@@ -86,16 +100,21 @@ def run(p: Plan) -> dict[str, Any]:
         result = test_and_package(p, tester, model, dm, tracked, (threshold, rule), selected)
         explain(p, model, dm, tracked, threshold)
         tracked.finish(result)
+    prune_checkpoints(run_dir.checkpoints, p.resolved["trainer"].get("keep_checkpoints", "best"))
     log.info("results:\n%s", results_table(result, dm.test_names))
     log.info("MLflow run %s in experiment '%s' at %s", tracked.run_id,
              p.logger.experiment_name, tracked.uri)
     return result
 
 
-def prepare_data(p: Plan) -> AudioDataModule:
-    """Clips, splits and cached rows of every set."""
+def prepare_data(p: Plan, run_dir: RunDir) -> AudioDataModule:
+    """Clips, splits and cached rows of every set; ``skipped.csv`` lists the unusable clips
+    before anything can stop the run for them (a class left without clips stops it here,
+    before any MLflow run is opened)."""
     dm = p.datamodule
-    dm.prepare()
+    dm.build()
+    listing = write_skipped(dm, run_dir.artifacts) if scaling.is_rank_zero() else []
+    dm.check(str(listing[0]) if listing else None)
     log.info("data: %s", dm.describe())
     return dm
 
@@ -141,8 +160,7 @@ def fit_trainer(p: Plan, run_dir: RunDir, logger: Any) -> pl.Trainer:
     if p.eval.select != "last":
         callbacks.append(BestCheckpoint(dirpath=run_dir.checkpoints, monitor=p.eval.select,
                                         mode=SELECT[p.eval.select], save_top_k=1,
-                                        filename="best-epoch{epoch:03d}",
-                                        auto_insert_metric_name=False))
+                                        filename="best", enable_version_counter=False))
     stop = p.resolved["trainer"].get("early_stopping") or {}
     if stop.get("patience"):
         monitor = p.eval.select if p.eval.select != "last" else "val/loss"
@@ -206,9 +224,27 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
     tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
                         step=tracked.step)
     tracked.log_params({"selected_epoch": selected["selected_epoch"]})
-    tracked.log_files([*files, *write_skipped(dm, run_dir.artifacts)])
+    skipped = run_dir.artifacts / SKIPPED
+    tracked.log_files([*files, *([skipped] if skipped.is_file() else [])])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
             "data": dm.describe(), **selected, **flat}
+
+
+def provenance(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's record of what the model was trained on."""
+    rows = dm.entries["train"].rows
+    signature = json.dumps(dm.source.signature(), sort_keys=True, default=str)
+    return {"train_distortion": p.distortion.name, "distortion": p.distortion.as_dict(),
+            "task": dm.task, "classes": list(dm.classes),
+            "selected_epoch": selected.get("selected_epoch"),
+            "selection": selected.get("selection"),
+            "validation_score": selected.get("selected_score"),
+            "trained_on": {
+                "source": getattr(dm.source, "name", "?"),
+                "simulation": getattr(dm.source, "name", "") in SIMULATED_SOURCES,
+                "fingerprint": hashlib.sha256(signature.encode()).hexdigest()[:16],
+                "generators": sorted({str(r["generator"]) for r in rows if int(r["label"])}),
+                "n_clips": len(rows), **file_profile(rows)}}
 
 
 def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
@@ -221,15 +257,18 @@ def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
 
 
 def write_skipped(dm: AudioDataModule, out_dir: Path) -> list[Path]:
-    """``skipped.csv``: every unusable clip with its reason (none: no file)."""
+    """``skipped.csv``: every unusable clip, and every folder that could not be listed, with
+    its reason (none: no file, and an old one is removed)."""
     rows = dm.skipped
+    path = out_dir / SKIPPED
     if not rows:
+        path.unlink(missing_ok=True)
         return []
     buffer = text_io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["clip_id", "path", "label", "reason"],
                             lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = io.write_text(out_dir / "skipped.csv", buffer.getvalue())
-    log.info("skipped %d unusable clip(s); reasons in %s", len(rows), path)
+    io.write_text(path, buffer.getvalue())
+    log.info("skipped %d unusable clip(s) or folder(s); reasons in %s", len(rows), path)
     return [path]

@@ -8,8 +8,14 @@ path of the CLI -- splitting the time into decoding (read + downmix + resample),
 
     python experiments/bench_predict.py                     # default and study features
     python experiments/bench_predict.py --presets default --threads 1 2 --repeats 3
+    python experiments/bench_predict.py --memory            # peak RSS: 10 s vs 1 hour
 
-Runs in well under a minute on 2 CPU cores.
+Runs in well under a minute on 2 CPU cores (``--memory``: a few minutes, 0.7 GB of disk).
+
+``--memory`` writes a 10-second and a one-hour 44.1 kHz stereo WAV and scores each in a fresh
+process (``resource.getrusage``'s peak RSS of that process), side by side, with the default
+features; for comparison, a fresh process that only decodes the whole file at once (what
+predict did before it streamed).
 """
 
 from __future__ import annotations
@@ -91,6 +97,58 @@ def make_bundle(path: Path, features: FeatureConfig) -> Path:
                        {"train_distortion": "none (untrained, timing only)"})
 
 
+CHILD = """
+import resource, sys
+from deepfake_detect.inference import predict
+from deepfake_detect.data import audio
+mode, model, song = sys.argv[1:4]
+if mode == "predict":
+    rows = predict(model, [song], device="cpu", threads=1)
+    assert not rows[0]["error"], rows[0]["error"]
+    extra = f"{rows[0]['n_windows']} windows"
+else:
+    extra = f"{len(audio.decode(song, 16000))} samples"
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, extra)
+"""
+
+
+def write_song(path: Path, seconds: float) -> Path:
+    """A stereo PCM_16 WAV of ``seconds``, written a phrase at a time (no song in memory)."""
+    import soundfile as sf
+
+    phrase = synth_phrase(32.0)
+    left = int(round(seconds * SONG_SR))
+    with sf.SoundFile(path, "w", SONG_SR, 2, subtype="PCM_16") as out:
+        while left > 0:
+            out.write(phrase[:left])
+            left -= min(left, len(phrase))
+    return path
+
+
+def peak_rss(mode: str, model: Path, song: Path) -> tuple[float, str]:
+    """(peak RSS in MB, what was done) of a fresh process scoring or decoding ``song``."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(model), str(song)],
+                          capture_output=True, text=True, env=env, check=True)
+    rss, extra = done.stdout.strip().splitlines()[-1].split(" ", 1)
+    return float(rss), extra
+
+
+def memory(tmp_path: Path) -> None:
+    """Peak RSS of predict, 10 s vs 1 hour of 44.1 kHz stereo (fresh processes)."""
+    model = make_bundle(tmp_path / "default.ckpt", PRESETS["default"])
+    songs = {"10 s": write_song(tmp_path / "short.wav", 10.0),
+             "1 hour": write_song(tmp_path / "hour.wav", 3600.0)}
+    print(f"{'file':<8}{'MB on disk':>12}{'predict peak RSS MB':>22}{'decode-all RSS MB':>20}")
+    for name, song in songs.items():
+        scored, windows = peak_rss("predict", model, song)
+        decoded, _ = peak_rss("decode", model, song)
+        print(f"{name:<8}{song.stat().st_size / 1e6:>12.1f}{scored:>22.0f}{decoded:>20.0f}"
+              f"  ({windows})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="song length")
@@ -100,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch CPU threads to try (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs each (median)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--memory", action="store_true",
+                        help="peak RSS of predict on 10 s vs 1 hour of audio instead")
     args = parser.parse_args(argv)
+    if args.memory:
+        with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+            memory(Path(tmp))
+        return 0
 
     import soundfile as sf
     import torch

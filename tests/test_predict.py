@@ -94,6 +94,24 @@ def test_windows_cover_the_whole_file() -> None:
     assert inference.window_starts(2500, 1000, 500) == [0, 500, 1000, 1500]
 
 
+@pytest.mark.parametrize("window,hop", [(1000, 1000), (1000, 300), (1000, 2500), (700, 700)])
+def test_streamed_windows_are_the_whole_files(window: int, hop: int) -> None:
+    """Windows cut from blocks as they arrive are those of the whole file, whatever the
+    block sizes (and a file no longer than a window is one window)."""
+    rng = np.random.default_rng(0)
+    for n in (1, 500, 999, 1000, 1001, 2500, 7777):
+        wave = rng.standard_normal(n).astype(np.float32)
+        cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, 5), replace=False)) \
+            if n > 1 else []
+        windows = inference.Windows(window, hop)
+        got = [w for block in np.split(wave, cuts) for w in windows.add(block)]
+        got += windows.finish()
+        starts = inference.window_starts(n, window, hop)
+        assert [start for start, _ in got] == starts, n
+        for (start, samples) in got:
+            np.testing.assert_array_equal(samples, wave[start:start + window])
+
+
 def test_inputs_from_folders_globs_and_missing_paths(good_files: Path, tmp_path: Path) -> None:
     items = find_inputs([good_files, str(good_files / "*.wav"), tmp_path / "missing.mp3"])
     paths = [Path(item.path).name for item in items]
@@ -224,6 +242,31 @@ def test_score_matches_the_test_loop(trained: dict, tmp_path: Path) -> None:
         assert got[row["clip_id"]]["n_windows"] == "1"
         assert float(got[row["clip_id"]]["score"]) == pytest.approx(float(row["score"]),
                                                                     abs=1e-4)
+
+
+def test_streamed_scores_equal_the_whole_file_path(trained: dict, tmp_path: Path) -> None:
+    """Predict streams a file block by block; its window scores equal those of decoding the
+    whole file at once (the previous path), for a multi-window 44.1 kHz stereo song."""
+    import torch
+
+    from deepfake_detect.data import audio
+    from deepfake_detect.models.refs import load_model
+
+    path = tmp_path / "song.wav"
+    sf.write(path, _tone(37.3, 44100, channels=2, seed=3), 44100)
+    loaded = load_model(trained["run_dir"])
+    (row,) = inference.predict(loaded, [path], hop=0.35, per_window=True, device="cpu",
+                               batch_size=16)
+    cfg, detector = loaded.features, loaded.detector.eval()
+    wave = audio.decode(path, cfg.sample_rate)
+    starts = inference.window_starts(len(wave), cfg.n_samples, round(0.35 * cfg.sample_rate))
+    rows = detector.front_end.rows([wave[s:s + cfg.n_samples] for s in starts])
+    with torch.inference_mode():
+        probs = detector(torch.from_numpy(rows)).float().softmax(dim=-1).numpy()
+    assert row["error"] == "" and row["n_windows"] == len(starts) > 100
+    assert row["duration_s"] == pytest.approx(len(wave) / cfg.sample_rate)
+    assert row["window_starts_s"] == pytest.approx([s / cfg.sample_rate for s in starts])
+    np.testing.assert_allclose(row["window_scores"], probs[:, 1], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,10 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 
-def commands() -> list[str]:
-    """Every command line in the README's bash blocks (continuations joined, comments cut)."""
+GUIDE = (REPO / "docs" / "guide.md").read_text()
+
+
+def commands(text: str = README) -> list[str]:
+    """Every command line in the bash blocks of ``text`` (continuations joined, comments cut;
+    the README's by default)."""
     found = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         text = block.replace("\\\n", " ")
         for line in text.splitlines():
             line = line.split(" #", 1)[0].strip()
@@ -83,7 +87,8 @@ def test_other_commands_parse(command: str) -> None:
     parser.parse_args(args)
 
 
-@pytest.mark.parametrize("command", [c for c in commands() if c.startswith("mlflow ")])
+@pytest.mark.parametrize("command", [c for c in commands() + commands(GUIDE)
+                                     if c.startswith("mlflow ")])
 def test_mlflow_commands_use_options_mlflow_has(command: str) -> None:
     words = shlex.split(command)
     done = subprocess.run([sys.executable, "-m", "mlflow", words[1], "--help"],
@@ -91,3 +96,17 @@ def test_mlflow_commands_use_options_mlflow_has(command: str) -> None:
     assert done.returncode == 0, done.stderr
     for option in (w for w in words if w.startswith("--")):
         assert option in done.stdout, option
+
+
+def test_the_team_server_logs_in_listens_locally_and_keeps_secrets_off_the_command_line(
+        ) -> None:
+    servers = [c for c in commands(GUIDE) if c.startswith("mlflow server")]
+    assert any("--app-name basic-auth" in c for c in servers)
+    for command in commands(GUIDE):
+        assert "0.0.0.0" not in command, command  # only named in prose, as a deliberate choice
+        assert not re.search(r"://[^/@\s]+:[^/@\s]+@", command), command  # user:password@
+        assert not re.search(r"PASSWORD=\S", command), command
+    section = GUIDE[GUIDE.index("**A team MLflow server**"):]
+    for words in ("What the login protects", "What it does not", "MLFLOW_TRACKING_PASSWORD",
+                  ".pgpass", "HTTPS"):
+        assert words in section, words

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import soundfile as sf
 from deepfake_detect.data import audio, windows
 from deepfake_detect.data.audio import AudioError, Segment
 from deepfake_detect.data.clips import Clip
+from tests.helpers.audio_data import write_absurd_rate, write_overstated_mp3
 
 SR = 16000
 
@@ -223,3 +225,170 @@ def test_multi_expansion_uses_headers_and_keeps_unreadable_files_as_one_clip(
     centre = windows.expand(Clip("good.wav", 1, "g", "gen", str(good)), 2.0,
                             windows.WindowConfig())
     assert [(c.clip_id, c.recipe["offset_s"]) for c in centre] == [("good.wav", None)]
+
+
+# --- what the decoder accepts, the reader accepts (issue 16) ---------------------------------
+
+
+def _written_and_decoded(path: Path, n: int, sr: int, **kwargs) -> tuple[int, int]:
+    sf.write(path, sine(n / sr, sr), sr, **kwargs)
+    return n, len(sf.read(path, dtype="float32")[0])
+
+
+@pytest.mark.parametrize("kind,sr", [*((k, sr) for k in ("mp3", "vorbis")
+                                        for sr in (16000, 22050, 32000, 44100, 48000)),
+                                      ("opus", 16000), ("opus", 48000)])
+def test_codec_padding_stays_within_the_slack(tmp_path: Path, kind: str, sr: int) -> None:
+    """The figures behind ``audio.CODEC_SLACK`` (docs/DESIGN.md): soundfile's encoders decode
+    to the length written; an MP3 whose gapless fields are zeroed keeps LAME's delay and
+    padding, which stay within the slack."""
+    n = int(7.3 * sr)
+    fmt = {"mp3": ("MP3", "MPEG_LAYER_III"), "vorbis": ("OGG", "VORBIS"),
+           "opus": ("OGG", "OPUS")}[kind]
+    path = tmp_path / f"tone.{kind}"
+    written, decoded = _written_and_decoded(path, n, sr, format=fmt[0], subtype=fmt[1])
+    assert decoded == written
+    if kind == "mp3":
+        data = bytearray(path.read_bytes())
+        at = data.find(b"LAME")
+        data[at + 21:at + 24] = b"\0\0\0"  # encoder delay and padding: unknown
+        path.write_bytes(bytes(data))
+        padded = len(sf.read(path, dtype="float32")[0])
+        assert 0 < padded - written <= audio.CODEC_SLACK
+        assert len(audio.decode(path, sr)) == padded
+
+
+@pytest.mark.parametrize("excess", [0.006, 0.05])
+def test_an_mp3_whose_header_overstates_its_length_is_read_whole(tmp_path: Path, caplog,
+                                                                  excess: float) -> None:
+    """Real MP3s' headers often count more frames than decode: every window of such a file
+    reads (the end of the file is where the header's count used to bite), with a warning."""
+    path = write_overstated_mp3(tmp_path / "song.mp3", seconds=30.0, excess=excess)
+    header, decoded = sf.info(str(path)).frames, len(sf.read(path, dtype="float32")[0])
+    assert header - decoded > audio.CODEC_SLACK
+    assert audio.info(path).frames == header  # planning reads the header only (cheap)
+    with caplog.at_level("WARNING", logger="deepfake_detect"):
+        whole = audio.decode(path, 32000)
+    assert len(whole) == decoded and "using the audio that decodes" in caplog.text
+    cfg = windows.WindowConfig(mode="multi", hop_s=2.5)
+    clips = windows.expand(Clip("song.mp3", 1, "s", "gen", str(path)), 4.0, cfg)
+    assert len(clips) >= 11
+    for segment in [Segment(4.0), Segment(4.0, offset_s=29.0),
+                    *(Segment(4.0, offset_s=c.recipe["offset_s"]) for c in clips)]:
+        assert len(audio.decode(path, 32000, segment)) == 4 * 32000  # every window whole
+    late = audio.decode(path, 32000, Segment(4.0, offset_s=29.0))  # past the end: moved back
+    np.testing.assert_allclose(late, whole[-4 * 32000:], atol=1e-6)
+    streamed = np.concatenate(list(audio.Stream(path, 32000)))
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)  # predict reads it the same
+
+
+@pytest.mark.parametrize("rate,reason", [(2_147_483_647, "implausible header: sample rate"),
+                                         (500, "implausible header: sample rate")])
+def test_implausible_headers_are_reasons(tmp_path: Path, rate: int, reason: str) -> None:
+    path = write_absurd_rate(tmp_path / "absurd.wav", rate)
+    for call in (lambda: audio.decode(path, SR), lambda: audio.info(path),
+                 lambda: list(audio.Stream(path, SR))):
+        with pytest.raises(AudioError, match=reason):
+            call()
+
+
+def test_a_wav_of_zero_frames_is_empty_audio(tmp_path: Path) -> None:
+    path = tmp_path / "zero.wav"
+    sf.write(path, np.zeros(0, dtype=np.float32), SR, subtype="PCM_16")
+    with pytest.raises(AudioError, match="empty audio"):
+        audio.decode(path, SR)
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("hello, this is a text file\n" * 40, "not an audio file (looks like text)"),
+    ("<!DOCTYPE html><html><body>404</body></html>\n" * 10, "an HTML page"),
+    ("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n", "Git LFS"),
+])
+@pytest.mark.parametrize("ext", [".mp3", ".wav", ".flac", ".ogg"])
+def test_text_named_as_audio_says_what_it_is(tmp_path: Path, text: str, reason: str,
+                                             ext: str) -> None:
+    path = tmp_path / f"notes{ext}"
+    path.write_text(text)
+    with pytest.raises(AudioError, match=re.escape(reason)) as err:
+        audio.decode(path, SR)
+    assert "possibly a pipe" not in str(err.value) and "unreadable audio" in str(err.value)
+    with pytest.raises(AudioError, match=re.escape(reason)):
+        list(audio.Stream(path, SR))
+
+
+@pytest.mark.parametrize("native_sr,channels,ext", [(44100, 2, ".wav"), (16000, 1, ".flac"),
+                                                   (22050, 2, ".ogg"), (48000, 1, ".wav")])
+def test_the_stream_gives_the_samples_of_decoding_at_once(tmp_path: Path, native_sr: int,
+                                                         channels: int, ext: str) -> None:
+    """Predict streams a file block by block; the samples equal decoding it at once."""
+    path = tmp_path / f"song{ext}"
+    with sf.SoundFile(path, "w", native_sr, channels) as out:  # libvorbis: in parts
+        for second in range(9):
+            out.write(sine(1.0, native_sr, 200.0 + 50 * second, channels))
+    stream = audio.Stream(path, SR, block=20_000)
+    streamed = np.concatenate(list(stream))
+    whole = audio.decode(path, SR)
+    assert stream.length == len(streamed) == len(whole)
+    np.testing.assert_array_equal(streamed, whole)
+
+
+def test_the_stream_rejects_what_decode_rejects(tmp_path: Path) -> None:
+    for name, (write, reason) in BROKEN.items():
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(AudioError, match=re.escape(reason)):
+            list(audio.Stream(path, 22050, block=4096))
+
+
+PERMISSION_CHILD = """
+import json, sys
+from deepfake_detect.data import audio
+from deepfake_detect.data.files import audio_files
+from deepfake_detect.data.inputs import find_inputs
+root = sys.argv[1]
+out = {}
+try:
+    audio.decode(root + "/locked.wav", 16000)
+except audio.AudioError as err:
+    out["file"] = str(err)
+problems = []
+out["listed"] = [p.name for p in audio_files(__import__("pathlib").Path(root), (".wav",),
+                                              problems)]
+out["problems"] = problems
+out["inputs"] = [[i.path, i.error] for i in find_inputs([root])]
+print(json.dumps(out))
+"""
+
+
+def test_permission_problems_are_named_and_folders_never_left_out_silently(
+        tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers.privileges import bound_by_permissions, skip_reason
+
+    if (reason := skip_reason()) is not None:
+        pytest.skip(reason)
+    sf.write(tmp_path / "good.wav", sine(1.0, SR), SR)
+    sf.write(tmp_path / "locked.wav", sine(1.0, SR), SR)
+    (tmp_path / "locked.wav").chmod(0)
+    hidden = tmp_path / "sealed"
+    hidden.mkdir()
+    sf.write(hidden / "inside.wav", sine(1.0, SR), SR)
+    hidden.chmod(0)
+    try:
+        done = subprocess.run([sys.executable, "-c", PERMISSION_CHILD, str(tmp_path)],
+                              capture_output=True, text=True, timeout=120,
+                              preexec_fn=bound_by_permissions)
+    finally:
+        hidden.chmod(0o755)
+        (tmp_path / "locked.wav").chmod(0o644)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["file"] == "permission denied (the file cannot be read)"
+    assert out["listed"] == ["good.wav", "locked.wav"]
+    assert [(p["path"], "permission denied" in p["reason"]) for p in out["problems"]] == [
+        (str(hidden), True)]
+    errors = {Path(path).name: error for path, error in out["inputs"]}
+    assert errors["good.wav"] == "" and "permission denied" in errors["sealed"]

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
+from deepfake_detect.config import build
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.splits import SplitConfig, check_no_leakage, split_clips
-from deepfake_detect.errors import DataError
+from deepfake_detect.data.splits import (
+    SplitConfig,
+    check_decoded,
+    check_no_leakage,
+    check_not_empty,
+    split_clips,
+)
+from deepfake_detect.errors import ConfigError, DataError
 
 
 def paired_clips(n_groups: int) -> list[Clip]:
@@ -57,3 +66,22 @@ def test_leaking_source_split_fails_the_run() -> None:
              Clip("b", 1, "song", "gen", split="test")]
     with pytest.raises(DataError, match="leakage"):
         split_clips(clips, SplitConfig())
+
+
+def test_min_per_class_is_checked_on_the_listing_and_validated() -> None:
+    splits = split_clips(paired_clips(40), SplitConfig(val=0.2, test=0.2, seed=3))
+    check_not_empty(splits, minimum=4)
+    with pytest.raises(DataError, match=r"the train split has 24 human .*min_per_class=50"):
+        check_not_empty(splits, minimum=50)
+    with pytest.raises(ConfigError, match="data.split.min_per_class"):
+        build(SplitConfig, {"min_per_class": 0}, "data.split")
+
+
+def test_a_class_lost_to_unusable_audio_names_the_set_the_class_and_the_list() -> None:
+    with pytest.raises(DataError) as err:
+        check_decoded("train", Counter({0: 8}), Counter({1: 8}), 1, "/run/skipped.csv")
+    message = str(err.value)
+    assert "the train set has 0 usable AI-generated (label 1) clip(s) after decoding" in message
+    assert "8 of its 8 AI-generated clip(s) were skipped" in message
+    assert "/run/skipped.csv" in message
+    check_decoded("train", Counter({0: 3, 1: 3}), Counter({1: 5}), 3, "x")  # enough

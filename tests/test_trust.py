@@ -93,7 +93,7 @@ def test_the_epoch_best_on_validation_is_tested_and_packaged(make_cfg, monkeypat
     result = train(make_cfg("trainer.max_epochs=3", "eval.distortions=[base]"))
     assert result["selected_epoch"] == 2 and "0.9000" in result["selection"]
     run_dir = Path(result["run_dir"])
-    best = torch.load(next(run_dir.glob("checkpoints/best-epoch*.ckpt")), weights_only=True)
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     bundle = torch.load(run_dir / "model.ckpt", weights_only=True)
     assert best["epoch"] == 1  # 0-based: the second epoch
     for key, value in best["state_dict"].items():

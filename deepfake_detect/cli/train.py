@@ -3,28 +3,40 @@ and tests one configuration (:func:`deepfake_detect.training.train`), or a chain
 (:func:`deepfake_detect.iterative.train_iterative` when ``iterative.stages`` is set).
 
 A finished configuration prints its stored results without importing the training stack
-(a re-run sweep skips its finished jobs in well under a second each). A configuration error
-is one line naming the key, exit code 2, and leaves no output folder behind.
+(a re-run sweep skips its finished jobs in well under a second each, after importing MLflow
+once to record them as part of the new sweep). A configuration error
+is one line naming the key, exit code 2, and leaves no output folder behind; a configuration
+another process is running exits with code 3 (``if_running: refuse``, the default of a single
+run; a sweep job waits for it).
+
+Output folders are unique: ``hydra.run.dir`` and ``hydra.sweep.dir`` use ``${unique_now:...}``
+(the time to the millisecond plus a random suffix), so two commands started in the same second
+never share a folder, a log or a sweep id.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detect import console
+from deepfake_detect import console, io
 from deepfake_detect.config import conf_dir, to_plain
 from deepfake_detect.errors import (
     ConfigError,
     DeepfakeDetectError,
     NothingToHoldOut,
+    RunInProgress,
     UsageError,
 )
 from deepfake_detect.scaling import prepare_sweep_job, release_gpu
@@ -33,6 +45,40 @@ from deepfake_detect.summary import finished_run
 log = logging.getLogger("deepfake_detect.cli.train")
 VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
 _verbosity = 0
+EXIT_RUNNING = 3  # another process is running this configuration
+
+
+def unique_now(pattern: str) -> str:
+    """``${unique_now:<strftime pattern>}``: the time in ``pattern``, then milliseconds and a
+    random suffix (``2026-11-27_15-32-01-123-4f2a``). Cached per config like Hydra's
+    ``${now:}``, and copied into every job of a sweep, so a sweep has one id."""
+    now = datetime.now()
+    return f"{now.strftime(pattern)}-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
+
+
+if not OmegaConf.has_resolver("unique_now"):
+    OmegaConf.register_new_resolver("unique_now", unique_now, use_cache=True)
+
+
+class CheckOutputs(Callback):
+    """Before Hydra creates its output folder (``hydra.callbacks`` in conf/hydra/default.yaml):
+    an unwritable ``paths.root`` is one line naming the key and exit code 2, not a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, output_key: str) -> None:
+        checks = [("paths.root", OmegaConf.select(config, "paths.root")),
+                  (output_key, OmegaConf.select(config, output_key))]
+        for key, value in checks:
+            problem = io.unwritable(Path(str(value)).expanduser()) if value else None
+            if problem:
+                print(f"error: {ConfigError(key, problem)}", file=sys.stderr)
+                sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
@@ -41,8 +87,12 @@ def _hydra_main(cfg: DictConfig) -> None:
     console.quiet_third_party(_verbosity)
     if _verbosity:
         logging.getLogger("deepfake_detect").setLevel(logging.DEBUG)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
         _tag_sweep_job(cfg, hydra_cfg)
+    if cfg.get("if_running", "auto") == "auto":  # a sweep job queues behind another process
+        OmegaConf.set_struct(cfg, False)
+        cfg.if_running = "wait" if multirun else "refuse"
     try:
         worked = _job(cfg)
     except NothingToHoldOut as err:
@@ -54,9 +104,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         return
     except DeepfakeDetectError as err:
         print(f"error: {err}", file=sys.stderr)
-        if isinstance(err, ConfigError | UsageError):  # rejected before any work
+        if isinstance(err, ConfigError | UsageError | RunInProgress):  # before any work
             _drop_output_dir(hydra_cfg)
-        sys.exit(2)
+        sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
     finally:
         release_gpu()  # joblib reuses its worker processes for later jobs
     if not worked:

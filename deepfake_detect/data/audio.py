@@ -1,15 +1,26 @@
-"""Decoding audio files to mono float32 at a target sample rate, with bad-audio checks.
+"""Reading audio files: one reader for training (a window at a time) and predict (the whole
+file, streamed block by block), so both accept and reject the same files for the same reasons.
 
-Every way a file can be unusable (missing, empty, unreadable, wrong format, truncated, corrupt
-data, silent, NaN/inf samples, shorter than the window with ``short: drop``) raises
-:class:`AudioError` with a one-line reason; the feature cache turns that into a skipped clip
-listed in ``skipped.csv`` instead of a crash.
+Every way a file can be unusable (missing, permission denied, empty, not audio at all, an
+implausible header, a cut-off data chunk, corrupt data, silent, NaN/inf samples, shorter than
+the window with ``short: drop``) raises :class:`AudioError` with a one-line reason a user can
+act on; the feature cache turns that into a skipped clip listed in ``skipped.csv``, predict
+into a row with the error.
+
+A file is as long as what decodes, not as long as its header says: compressed headers hold an
+estimate (an MP3's Xing frame count), so the reader finds the decodable end with a seek near
+it. A file that decodes shorter than its header by more than codec padding is used with a
+warning (the audio that is there is sound); a decoder error on the way is a skip.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +28,25 @@ from typing import Any
 import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 
 from deepfake_detect.console import decoder_stderr
 from deepfake_detect.errors import DeepfakeDetectError
 
+log = logging.getLogger(__name__)
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SHORT_POLICIES = ("pad", "drop")
+# A header outside these bounds is not a recording (a WAV claiming 2,147,483,647 Hz).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+# Codec padding, in frames at the file's rate: how far a decoder's length may differ from the
+# signal's without anything being lost. Measured with soundfile 0.14 / libsndfile 1.2.2
+# (docs/DESIGN.md): LAME adds an encoder delay of 576 frames and 576-1,536 frames of end
+# padding, and mpg123 removes its own 529-frame delay, so an MP3 whose gapless tag is missing
+# decodes up to 2,641 frames longer than its signal; with the tag it decodes exactly.
+# libvorbis and libopus (pre-skip 312 at 48 kHz) files decode to the exact length written.
+CODEC_SLACK = 3 * 1152  # three MPEG-1 layer III frames
+READ_BLOCK = 1 << 16  # frames per read while scanning or streaming
 
 # libsndfile logs "data : <declared> (should be <present>)" when a WAV/AIFF data chunk is cut
 # short; it then silently reads the shorter file, so truncation is only visible in that log
@@ -30,7 +54,10 @@ SHORT_POLICIES = ("pad", "drop")
 _CHUNK_SHORT = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _PLACEHOLDER_SIZE = 0xFFFFFF00  # streamed WAVs write 0xFFFFFFFF: unknown length, not truncated
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
-_FINITE: dict[tuple[str, int, int], bool] = {}  # float files already scanned for NaN/inf
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC", b"OggS", b"ID3", b"FORM",
+                b"caff", b".snd", b"wvpk", b"MAC ")
+_FACTS: dict[tuple[str, int, int], dict[str, Any]] = {}  # per file: decodable end, finite
+_WARNED: set[str] = set()
 
 
 class AudioError(DeepfakeDetectError):
@@ -39,7 +66,7 @@ class AudioError(DeepfakeDetectError):
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """File metadata read without decoding (``soundfile.info``)."""
+    """What a file holds: its rate, channels and the frames that decode."""
 
     sample_rate: int
     channels: int
@@ -82,7 +109,160 @@ def _one_line(err: BaseException) -> str:
     # libsndfile errors repeat the path ("Error opening '<path>': ..."): keep the reason only.
     text = getattr(err, "error_string", None) or str(err)
     text = " ".join(str(text).split())
+    if "not a regular file" in text or "Format not recognised" in text:
+        return "not a recognised audio format"  # the file exists and is regular: we checked
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _head(path: Path) -> bytes:
+    """The file's first bytes, after the checks a user can act on (exists, is a file, is not
+    empty, may be read)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise AudioError(f"file not found: {path}") from None
+    except PermissionError:
+        raise AudioError("permission denied (a folder on the file's path cannot be "
+                         "searched)") from None
+    if not path.is_file():
+        raise AudioError(f"not a file: {path}")
+    if stat.st_size == 0:
+        raise AudioError("empty file (0 bytes)")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(512)
+    except PermissionError:
+        raise AudioError("permission denied (the file cannot be read)") from None
+    except OSError as err:
+        raise AudioError(f"cannot read the file ({_one_line(err)})") from None
+
+
+def not_audio(head: bytes) -> str | None:
+    """Why bytes that no decoder opened are not audio, when it can be told: text, an HTML
+    page (a failed download), a Git LFS pointer. None when they may be audio."""
+    if head.startswith(_AUDIO_MAGIC) or b"\0" in head[:256]:
+        return None
+    try:
+        text = head[:-8].decode("utf-8") if len(head) > 8 else head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    start = text.lstrip().lower()
+    if start.startswith("version https://git-lfs"):
+        return "not an audio file (a Git LFS pointer: run git lfs pull)"
+    if start.startswith(("<!doctype html", "<html")):
+        return "not an audio file (an HTML page, perhaps a failed download)"
+    return "not an audio file (looks like text)"
+
+
+def _check_header(handle: Any) -> None:
+    """Reject headers no recording has, and WAV/AIFF data chunks cut short."""
+    rate, channels = int(handle.samplerate), int(handle.channels)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"implausible header: sample rate {rate} Hz (a recording has "
+                         f"{MIN_SAMPLE_RATE // 1000} kHz to {MAX_SAMPLE_RATE // 1000} kHz)")
+    if channels < 1:
+        raise AudioError(f"implausible header: {channels} channels")
+    truncated = _CHUNK_SHORT.search(handle.extra_info or "")
+    if truncated:
+        declared, present = int(truncated.group(1)), int(truncated.group(2))
+        if declared < _PLACEHOLDER_SIZE and declared - present > 0.01 * declared:
+            raise AudioError(f"truncated audio (data chunk declares {declared} bytes, "
+                             f"the file holds {present})")
+    if int(handle.frames) <= 0:
+        raise AudioError("empty audio (the header declares 0 frames)")
+
+
+def _facts(path: Path) -> dict[str, Any]:
+    """Per-file facts found once per process (keyed by path, mtime and size)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _FACTS:
+        if len(_FACTS) > 4096:
+            _FACTS.clear()
+        _FACTS[key] = {}
+    return _FACTS[key]
+
+
+def _count_to_end(handle: Any) -> int:
+    """Frames from the current position to the end of the stream, read in fixed blocks."""
+    count = 0
+    while True:
+        block = handle.read(READ_BLOCK, dtype="float32", always_2d=True)
+        count += len(block)
+        if len(block) < READ_BLOCK:
+            return count
+
+
+def _decodable(handle: Any, path: Path) -> int:
+    """The frames that decode: the header's count, or fewer where the stream ends earlier
+    (found by reading from ever earlier points near the end; once per file)."""
+    facts = _facts(path)
+    if "frames" not in facts:
+        total = int(handle.frames)
+        step = max(CODEC_SLACK, int(handle.samplerate))
+        while True:
+            start = max(0, total - step)
+            try:
+                handle.seek(start)
+                found = _count_to_end(handle)
+            except Exception as err:  # noqa: BLE001 - corrupt or cut compressed streams
+                raise AudioError(f"truncated or corrupt audio (cannot reach the end the "
+                                 f"header declares: {_one_line(err)})") from err
+            if found or start == 0:
+                break
+            step *= 4
+        facts["frames"] = min(total, start + found)
+        handle.seek(0)
+        _warn_short(path, total, facts["frames"], int(handle.samplerate))
+    if facts["frames"] == 0:
+        raise AudioError("empty audio (no frame decodes)")
+    return facts["frames"]
+
+
+def _warn_short(path: Path, header: int, decoded: int, rate: int) -> None:
+    if header - decoded > CODEC_SLACK and str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        log.warning("%s: the header declares %.2f s but %.2f s decode (%.1f %% less; MP3 "
+                    "headers often overstate); using the audio that decodes", path,
+                    header / rate, decoded / rate, 100 * (header - decoded) / header)
+
+
+@contextmanager
+def _opened(path: Path, probe: bool = True) -> Iterator[tuple[Any, AudioInfo]]:
+    """The open soundfile handle and what it holds (``probe``: the frames that decode, else
+    the header's count); :class:`AudioError` for every unusable file; ``_NotSoundfile`` when
+    libsndfile cannot open it (try the fallback)."""
+    head = _head(path)
+    try:
+        handle = sf.SoundFile(str(path))
+    except Exception as err:  # noqa: BLE001 - libsndfile raises several types
+        raise _NotSoundfile(not_audio(head), _one_line(err)) from err
+    with handle:
+        _check_header(handle)
+        frames = _decodable(handle, path) if probe else int(handle.frames)
+        yield handle, AudioInfo(int(handle.samplerate), int(handle.channels), frames)
+
+
+class _NotSoundfile(Exception):
+    """soundfile cannot open the file at all: try the librosa/audioread fallback, unless the
+    bytes are plainly not audio (``verdict``)."""
+
+    def __init__(self, verdict: str | None, reason: str):
+        super().__init__(verdict or reason)
+        self.verdict, self.reason = verdict, reason
+
+
+def info(path: str | Path) -> AudioInfo:
+    """Sample rate, channels and the header's frame count, after the header checks, without
+    decoding (cheap enough to plan the windows of every file of a large dataset). The count
+    may overstate what decodes (MP3): a window planned past the end is moved back to end
+    where the audio does when it is decoded."""
+    path = Path(path)
+    try:
+        with decoder_stderr(), _opened(path, probe=False) as (_, meta):
+            return meta
+    except _NotSoundfile as err:
+        raise AudioError(f"unreadable audio header ({err.verdict or err.reason})") from None
 
 
 def describe_file(path: str | Path) -> dict[str, Any]:
@@ -90,24 +270,15 @@ def describe_file(path: str | Path) -> dict[str, Any]:
     rate, channels, duration, container (format), codec (subtype) and average bitrate."""
     path = Path(path)
     try:
-        meta = sf.info(str(path))
-    except Exception as err:  # noqa: BLE001 - libsndfile raises several types
-        raise AudioError(f"unreadable audio header ({_one_line(err)})") from err
-    duration = meta.frames / meta.samplerate if meta.samplerate else 0.0
+        with decoder_stderr(), _opened(path, probe=False) as (handle, meta):
+            kind = {"format": str(handle.format), "subtype": str(handle.subtype)}
+    except _NotSoundfile as err:
+        raise AudioError(f"unreadable audio header ({err.verdict or err.reason})") from None
+    duration = meta.frames / meta.sample_rate if meta.sample_rate else 0.0
     size = path.stat().st_size
-    return {"sample_rate": int(meta.samplerate), "channels": int(meta.channels),
-            "duration_s": float(duration), "format": str(meta.format),
-            "subtype": str(meta.subtype), "bitrate_kbps": 8 * size / duration / 1000
-            if duration > 0 else 0.0}
-
-
-def info(path: str | Path) -> AudioInfo:
-    """Sample rate, channels and frame count from the file header (no decoding)."""
-    try:
-        meta = sf.info(str(path))
-    except Exception as err:  # noqa: BLE001 - libsndfile raises several types
-        raise AudioError(f"unreadable audio header ({_one_line(err)})") from err
-    return AudioInfo(int(meta.samplerate), int(meta.channels), int(meta.frames))
+    return {"sample_rate": meta.sample_rate, "channels": meta.channels,
+            "duration_s": float(duration), **kind,
+            "bitrate_kbps": 8 * size / duration / 1000 if duration > 0 else 0.0}
 
 
 def decode(path: str | Path, sample_rate: int, segment: Segment | None = None) -> np.ndarray:
@@ -118,115 +289,78 @@ def decode(path: str | Path, sample_rate: int, segment: Segment | None = None) -
     seeking. Raises :class:`AudioError` for every kind of unusable file.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"file not found: {path}")
-    if not path.is_file():
-        raise AudioError(f"not a file: {path}")
-    if path.stat().st_size == 0:
-        raise AudioError("empty file (0 bytes)")
     try:
-        with decoder_stderr():  # libmpg123's notes on resynchronised frames stay off screen
-            data, native_sr = _read_soundfile(path, segment)
-    except _NotSoundfile as sf_err:
-        data, native_sr = _read_fallback(path, segment, sf_err.reason)
+        with decoder_stderr(), _opened(path) as (handle, meta):
+            data = _read_segment(handle, meta, path, segment)
+        native_sr = meta.sample_rate
+    except _NotSoundfile as err:
+        data, native_sr = _read_fallback(path, segment, err)
     wave = data.mean(axis=1) if data.ndim == 2 else data
     check_waveform(wave)
+    return resample(wave, native_sr, sample_rate)
+
+
+def resample(wave: np.ndarray, native_sr: int, sample_rate: int) -> np.ndarray:
+    """``wave`` at ``sample_rate`` as float32 (librosa's soxr_hq, length ceil(n * ratio))."""
     if native_sr != sample_rate:
         try:
             wave = librosa.resample(wave, orig_sr=native_sr, target_sr=sample_rate,
                                     res_type="soxr_hq")
-        except Exception as err:  # noqa: BLE001 - e.g. a nonsensical header sample rate
+        except Exception as err:  # noqa: BLE001
             raise AudioError(f"cannot resample from {native_sr} Hz ({_one_line(err)})") from err
         if wave.size == 0:
             raise AudioError("empty audio after resampling (too few samples)")
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-class _NotSoundfile(Exception):
-    """soundfile cannot open the file at all: try the librosa/audioread fallback."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _read_soundfile(path: Path, segment: Segment | None) -> tuple[np.ndarray, int]:
+def _read_segment(handle: Any, meta: AudioInfo, path: Path, segment: Segment | None
+                  ) -> np.ndarray:
+    """The segment's frames (all of them without one), as (frames, channels) float32."""
+    start, count = (0, meta.frames) if segment is None else segment.span(meta.frames,
+                                                                          meta.sample_rate)
+    if segment is not None and handle.subtype in _FLOAT_SUBTYPES:
+        _check_finite_file(handle, path)
     try:
-        handle = sf.SoundFile(str(path))
-    except Exception as err:  # noqa: BLE001
-        raise _NotSoundfile(_one_line(err)) from err
-    with handle:
-        native_sr, total = int(handle.samplerate), int(handle.frames)
-        if native_sr <= 0:
-            raise AudioError(f"invalid sample rate {native_sr} in the header")
-        truncated = _CHUNK_SHORT.search(handle.extra_info or "")
-        if truncated:
-            declared, present = int(truncated.group(1)), int(truncated.group(2))
-            if declared < _PLACEHOLDER_SIZE and declared - present > 0.01 * declared:
-                raise AudioError(f"truncated audio (data chunk declares {declared} bytes, "
-                                 f"the file holds {present})")
-        start, count = (0, total) if segment is None else segment.span(total, native_sr)
-        if segment is not None and handle.subtype in _FLOAT_SUBTYPES:
-            _check_finite_file(handle, path)
-        try:
-            if start:
-                handle.seek(start)
-            data = handle.read(count, dtype="float32", always_2d=True)
-        except Exception as err:  # noqa: BLE001 - corrupt or cut compressed streams
-            raise AudioError(f"corrupt audio data ({_one_line(err)})") from err
-        tolerance = int(max(0.01 * count, 0.1 * native_sr))
-        if count - len(data) > tolerance:
-            raise AudioError(f"truncated audio (header declares {total} frames; only "
-                             f"{start + len(data)} readable)")
-        if start + count < total - tolerance:  # a segment: check that the file's end is there
-            _check_end(handle, total, tolerance)
-    return data, native_sr
+        handle.seek(start)
+        data = handle.read(count, dtype="float32", always_2d=True)
+    except Exception as err:  # noqa: BLE001 - corrupt or cut compressed streams
+        raise AudioError(f"corrupt audio data ({_one_line(err)})") from err
+    if count - len(data) > CODEC_SLACK:
+        raise AudioError(f"truncated audio (frames {start}-{start + count} should decode; "
+                         f"the stream ends after {start + len(data)})")
+    return data
 
 
-def _check_finite_file(handle, path: Path) -> None:
+def _check_finite_file(handle: Any, path: Path) -> None:
     """Float files can hold NaN/inf anywhere: reject the whole file, not only the windows
     that happen to contain them (remembered per file, so windows do not rescan it)."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _FINITE:
+    facts = _facts(path)
+    if "finite" not in facts:
         finite = True
         try:
-            for block in handle.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+            handle.seek(0)
+            for block in handle.blocks(blocksize=READ_BLOCK, dtype="float32", always_2d=True):
                 if not np.all(np.isfinite(block)):
                     finite = False
                     break
         except Exception as err:  # noqa: BLE001
             raise AudioError(f"corrupt audio data ({_one_line(err)})") from err
-        handle.seek(0)
-        if len(_FINITE) > 4096:
-            _FINITE.clear()
-        _FINITE[key] = finite
-    if not _FINITE[key]:
+        facts["finite"] = finite
+    if not facts["finite"]:
         raise AudioError("audio contains NaN or inf samples")
 
 
-def _check_end(handle, total: int, tolerance: int) -> None:
-    """Raise AudioError unless the last frames the header declares can be read (cheap: one
-    seek), so a segment read does not hide a cut-off compressed file."""
-    try:
-        handle.seek(max(0, total - 2 * tolerance - 1))
-        tail = handle.read(2 * tolerance + 1, dtype="float32", always_2d=True)
-    except Exception as err:  # noqa: BLE001
-        raise AudioError(f"truncated or corrupt audio (cannot reach the end the header "
-                         f"declares: {_one_line(err)})") from err
-    if len(tail) <= tolerance:
-        raise AudioError(f"truncated audio (header declares {total} frames; the end of the "
-                         "file is missing)")
-
-
-def _read_fallback(path: Path, segment: Segment | None, sf_reason: str) -> tuple[np.ndarray, int]:
+def _read_fallback(path: Path, segment: Segment | None, err: _NotSoundfile
+                   ) -> tuple[np.ndarray, int]:
     """Formats libsndfile cannot open (when an audioread backend such as ffmpeg exists)."""
+    if err.verdict:
+        raise AudioError(f"unreadable audio: {err.verdict}")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), decoder_stderr():
             warnings.simplefilter("ignore")
             wave, native_sr = librosa.load(str(path), sr=None, mono=True)
-    except Exception as err:  # noqa: BLE001
-        raise AudioError(f"unreadable audio ({sf_reason})") from err
+    except Exception as problem:  # noqa: BLE001
+        raise AudioError(f"unreadable audio ({err.reason})") from problem
     if segment is not None:
         start, count = segment.span(len(wave), int(native_sr))
         wave = wave[start:start + count]
@@ -241,3 +375,82 @@ def check_waveform(wave: np.ndarray, silence_threshold: float = 1e-6) -> None:
         raise AudioError("audio contains NaN or inf samples")
     if float(np.max(np.abs(wave))) < silence_threshold:
         raise AudioError("silent audio (peak below 1e-6)")
+
+
+class Stream:
+    """A whole file as mono float32 blocks at ``sample_rate``, read and resampled block by
+    block (soxr's streaming resampler: bit-identical to :func:`decode`), so that memory does
+    not grow with the file. The same checks as :func:`decode`, raised while iterating;
+    afterwards ``length`` is the number of samples given."""
+
+    SILENCE = 1e-6
+    HOLD = 64  # samples held back until the end, where the length is fixed as librosa does
+
+    def __init__(self, path: str | Path, sample_rate: int, block: int = 4 * READ_BLOCK):
+        self.path, self.sample_rate, self.block = Path(path), sample_rate, block
+        self.length = 0
+        self.native_rate: int | None = None  # the file's own rate, once opened
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        with ExitStack() as stack:
+            try:
+                with decoder_stderr():
+                    handle, meta = stack.enter_context(_opened(self.path))
+                    if handle.subtype in _FLOAT_SUBTYPES:
+                        _check_finite_file(handle, self.path)
+            except _NotSoundfile as err:
+                data, self.native_rate = _read_fallback(self.path, None, err)
+                yield from self._resampled(iter([data]), self.native_rate)
+                return
+            self.native_rate = meta.sample_rate
+            yield from self._resampled(self._blocks(handle, meta.frames), meta.sample_rate)
+
+    def _blocks(self, handle: Any, frames: int) -> Iterator[np.ndarray]:
+        """Mono blocks at the native rate (libmpg123's notes kept off the console)."""
+        handle.seek(0)
+        position = 0
+        while position < frames:
+            try:
+                with decoder_stderr():
+                    data = handle.read(min(self.block, frames - position), dtype="float32",
+                                       always_2d=True)
+            except Exception as err:  # noqa: BLE001 - corrupt or cut compressed streams
+                raise AudioError(f"corrupt audio data ({_one_line(err)})") from err
+            if len(data) == 0:
+                return
+            position += len(data)
+            yield data.mean(axis=1)
+
+    def _resampled(self, blocks: Iterator[np.ndarray], native: int) -> Iterator[np.ndarray]:
+        stream = (soxr.ResampleStream(native, self.sample_rate, 1, dtype="float32",
+                                      quality="HQ") if native != self.sample_rate else None)
+        held = np.zeros(0, dtype=np.float32)
+        peak, n_in = 0.0, 0
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            if not block.size:
+                continue
+            if not np.all(np.isfinite(block)):
+                raise AudioError("audio contains NaN or inf samples")
+            peak, n_in = max(peak, float(np.max(np.abs(block)))), n_in + len(block)
+            held = np.concatenate([held, stream.resample_chunk(block) if stream else block])
+            if len(held) > self.HOLD:
+                yield from self._give(held[:-self.HOLD])
+                held = held[-self.HOLD:]
+        if n_in == 0:
+            raise AudioError("empty audio (0 samples)")
+        if peak < self.SILENCE:
+            raise AudioError("silent audio (peak below 1e-6)")
+        if stream is not None:
+            held = np.concatenate([held, stream.resample_chunk(np.zeros(0, np.float32),
+                                                               last=True)])
+            want = math.ceil(n_in * self.sample_rate / native) - self.length  # as librosa
+            held = np.pad(held, (0, max(0, want - len(held))))[:max(0, want)]
+        yield from self._give(held)
+        if self.length == 0:
+            raise AudioError("empty audio after resampling (too few samples)")
+
+    def _give(self, samples: np.ndarray) -> Iterator[np.ndarray]:
+        if len(samples):
+            self.length += len(samples)
+            yield np.ascontiguousarray(samples, dtype=np.float32)

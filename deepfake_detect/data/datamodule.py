@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,11 +35,11 @@ from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
 from deepfake_detect.data.splits import (
     SplitConfig,
+    check_decoded,
     check_not_empty,
     held_out_name,
     split_clips,
 )
-from deepfake_detect.errors import DataError
 from deepfake_detect.task import UNKNOWN
 from deepfake_detect.task import class_names as task_classes
 from deepfake_detect.task import targets as task_targets
@@ -211,11 +212,20 @@ class AudioDataModule(pl.LightningDataModule):
         return [d.name for d in self.test_distortions]
 
     def prepare(self) -> None:
-        """List, split and featurise everything (cached); idempotent."""
+        """List, split and featurise everything (cached), then check what is usable;
+        idempotent."""
         if self._prepared:
             return
+        self.build()
+        self.check()
+
+    def build(self) -> None:
+        """List and split the clips and load or build every set's cache entry (unusable
+        clips are skipped, see :attr:`skipped`)."""
+        if self.entries:
+            return
         splits = self._splits = split_clips(self.source.clips(), self.split_cfg)
-        check_not_empty(splits)
+        check_not_empty(splits, minimum=self.split_cfg.min_per_class)
         log.debug("clips: %s", {name: len(clips) for name, clips in splits.items()})
         plan = [("train", "train", self.train_distortion), ("val", "val", self.train_distortion)]
         plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
@@ -224,10 +234,16 @@ class AudioDataModule(pl.LightningDataModule):
                 plan, self.cache.get_or_build_many(requests), strict=True):
             self.entries[name] = entry
             self.stats.add(stats)
+
+    def check(self, listing: str | None = None) -> None:
+        """Stop (DataError) when a set lost a class, or fell below ``data.split.min_per_class``
+        clips of one, to unusable audio; ``listing`` names where the skipped clips are listed
+        (default: each entry's clips.json). Then the classes and targets of the task."""
         for name, entry in self.entries.items():
-            if len(entry.rows) == 0:
-                raise DataError(f"no usable clips left in {name} "
-                                f"({len(entry.skipped)} skipped; see {entry.path}/clips.json)")
+            check_decoded(name, Counter(row["label"] for row in entry.rows),
+                          Counter(row["label"] for row in entry.skipped),
+                          self.split_cfg.min_per_class,
+                          listing or str(entry.path / "clips.json"))
         self.classes = task_classes(self.task, self.entries["train"].rows)
         self.targets = {name: task_targets(self.task, entry.rows, self.classes)
                         for name, entry in self.entries.items()}
@@ -250,11 +266,14 @@ class AudioDataModule(pl.LightningDataModule):
 
     @property
     def skipped(self) -> list[dict[str, Any]]:
+        """Every unusable clip once, then every folder that could not be listed."""
         seen: dict[str, dict[str, Any]] = {}
         for entry in self.entries.values():
             for row in entry.skipped:
                 seen.setdefault(row["clip_id"], row)
-        return list(seen.values())
+        folders = [{"clip_id": "", "path": row["path"], "label": row.get("label", ""),
+                    "reason": row["reason"]} for row in getattr(self.source, "unlisted", [])]
+        return [*seen.values(), *folders]
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -343,7 +362,7 @@ class AudioDataModule(pl.LightningDataModule):
     def split_entry(self, split: str, distortion: dist.Distortion) -> CacheEntry:
         """One split under one distortion (cached), without preparing the others."""
         splits = split_clips(self.source.clips(), self.split_cfg)
-        check_not_empty(splits)
+        check_not_empty(splits, minimum=self.split_cfg.min_per_class)
         (entry, stats), = self.cache.get_or_build_many(
             [self._request(splits[split], split, distortion)])
         self.stats.add(stats)

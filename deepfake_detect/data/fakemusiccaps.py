@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_detect.config import build, require
-from deepfake_detect.data import audio
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.files import (
     HUMAN,
     FileSource,
     FileSourceConfig,
-    audio_files,
     is_ignored,
+    list_folder,
     relative_id,
     required_path,
 )
@@ -88,10 +87,10 @@ class FakeMusicCapsSource(FileSource):
         folder = self.root / name
         if folder.is_dir():
             return folder
-        present = sorted(p.name + "/" for p in self.root.iterdir()
-                         if p.is_dir() and not is_ignored(p.name))
+        entries = list_folder(self.root, "data.source.root")
+        present = sorted(p.name + "/" for p in entries if p.is_dir() and not is_ignored(p.name))
         hint = ""
-        nested = [p for p in self.root.iterdir() if p.is_dir() and (p / name).is_dir()]
+        nested = [p for p in entries if p.is_dir() and (p / name).is_dir()]
         if nested:
             hint = f" (found {nested[0] / name}: set data.source.root={nested[0]})"
         raise DataError(f"FakeMusicCaps folder {folder} is missing{hint}; found "
@@ -102,6 +101,7 @@ class FakeMusicCapsSource(FileSource):
         if not self.root.is_dir():
             raise DataError(f"data.source.root {self.root} does not exist or is not a "
                             f"directory; {self._layout()}")
+        list_folder(self.root, "data.source.root")  # readable, or a clear error
         # (folder, label, generator, pinned to the test split)
         folders = [(self.cfg.real_dir, 0, HUMAN, False)]
         folders += [(g, 1, g, False) for g in self.cfg.generators]
@@ -110,9 +110,11 @@ class FakeMusicCapsSource(FileSource):
         clips: list[Clip] = []
         for name, label, generator, test_only in folders:
             folder = self._folder(name)
-            files = list(audio_files(folder, audio.AUDIO_EXTENSIONS))
+            files = self.files_below(folder, label)
             if not files:
-                raise DataError(f"no audio files in {folder}; {self._layout()}")
+                why = "".join(f" ({row['path']}: {row['reason']})" for row in self.unlisted
+                              if row["path"] == str(folder))
+                raise DataError(f"no audio files in {folder}{why}; {self._layout()}")
             for path in files:
                 ytid = path.stem
                 clips.append(Clip(clip_id=relative_id(path, self.root), label=label,

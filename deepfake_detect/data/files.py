@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -36,6 +36,7 @@ LABEL_WORDS = {"0": 0, "human": 0, "real": 0, "1": 1, "ai": 1, "fake": 1, "deepf
 SPLIT_WORDS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
                "dev": "val", "test": "test"}
 IGNORED_DIRS = {"__MACOSX"}
+UNLISTED = "folder not listed, its audio files are left out"
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,23 @@ def is_ignored(name: str) -> bool:
     return name.startswith(".") or name in IGNORED_DIRS
 
 
-def audio_files(folder: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
-    """Audio files below ``folder`` (recursive, sorted, symlinks followed once)."""
+def audio_files(folder: Path, extensions: tuple[str, ...],
+                problems: list[dict[str, str]] | None = None) -> Iterator[Path]:
+    """Audio files below ``folder`` (recursive, sorted, symlinks followed once). A folder
+    that cannot be listed (permission denied) is never left out silently: it is appended to
+    ``problems`` as ``{"path", "reason"}``, or logged as a warning when no list is given."""
+
+    def unlisted(err: OSError) -> None:
+        where = str(err.filename or folder)
+        reason = (f"{UNLISTED}: permission denied" if isinstance(err, PermissionError)
+                  else f"{UNLISTED} ({err.strerror or type(err).__name__})")
+        if problems is None:
+            log.warning("%s: %s", where, reason)
+        else:
+            problems.append({"path": where, "reason": reason})
+
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unlisted):
         real = os.path.realpath(dirpath)
         if real in seen:  # a symlink loop
             dirnames[:] = []
@@ -111,6 +125,26 @@ def audio_files(folder: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
         for name in sorted(filenames):
             if not is_ignored(name) and name.lower().endswith(extensions):
                 yield Path(dirpath) / name
+
+
+def open_listing(path: Path, what: str) -> IO[str]:
+    """A CSV listing opened for reading; DataError naming ``what`` when it cannot be."""
+    try:
+        return path.open(newline="", encoding="utf-8-sig")
+    except PermissionError:
+        raise DataError(f"cannot read {what} {path}: permission denied") from None
+    except OSError as err:
+        raise DataError(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
+def list_folder(folder: Path, what: str) -> list[Path]:
+    """The entries of ``folder``; DataError naming ``what`` when it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except PermissionError:
+        raise DataError(f"cannot list {what} {folder}: permission denied") from None
+    except OSError as err:
+        raise DataError(f"cannot list {what} {folder}: {err.strerror or err}") from None
 
 
 def normalise_extensions(value: Any, key: str) -> tuple[str, ...]:
@@ -160,19 +194,35 @@ class FileSource:
     def __init__(self) -> None:
         self._clips: list[Clip] | None = None
         self._digest: str | None = None
+        # Folders that could not be listed: {"path", "reason", "label"} (skipped.csv rows).
+        self.unlisted: list[dict[str, Any]] = []
 
     def list_files(self) -> list[Clip]:
         raise NotImplementedError
 
     def clips(self) -> list[Clip]:
         if self._clips is None:
+            self.unlisted = []
             files = subsample(self.list_files(), self.cfg.n_clips)
             clips = [window for clip in files
                      for window in windows.expand(clip, self.cfg.duration, self.cfg.windows)]
             clips = subsample(clips, self.cfg.n_clips)
             _check_unique(clips, self.name)
+            for row in self.unlisted:
+                log.warning("%s source: %s: %s", self.name, row["path"], row["reason"])
             self._clips = clips
         return list(self._clips)
+
+    def files_below(self, folder: Path, label: int | str = "") -> list[Path]:
+        """:func:`audio_files` of ``folder``; folders it cannot list go to ``unlisted``."""
+        problems: list[dict[str, str]] = []
+        files = list(audio_files(folder, self.extensions, problems))
+        self.unlisted += [{**row, "label": label} for row in problems]
+        return files
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return getattr(self.cfg, "extensions", audio.AUDIO_EXTENSIONS)
 
     def segment(self, clip: Clip) -> audio.Segment:
         """The part of ``clip.path`` that ``clip`` stands for."""

@@ -25,8 +25,8 @@ from deepfake_detect.data.files import (
     UNKNOWN_GENERATOR,
     FileSource,
     FileSourceConfig,
-    audio_files,
     is_ignored,
+    list_folder,
     normalise_extensions,
     relative_id,
     required_path,
@@ -105,7 +105,8 @@ class FolderSource(FileSource):
             raise DataError(f"data.source.root {self.root} does not exist or is not a "
                             f"directory; {self._layout()}")
         labels = {str(name).lower(): label for name, label in self.cfg.classes.items()}
-        subdirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not is_ignored(p.name))
+        subdirs = [p for p in list_folder(self.root, "data.source.root")
+                   if p.is_dir() and not is_ignored(p.name)]
         class_dirs = [(p, labels[p.name.lower()]) for p in subdirs if p.name.lower() in labels]
         if not class_dirs:
             found = ", ".join(p.name + "/" for p in subdirs) or "no sub-directories"
@@ -117,9 +118,11 @@ class FolderSource(FileSource):
                      "data.source.classes)", ignored, self.root)
         clips: list[Clip] = []
         for class_dir, label in class_dirs:
-            files = list(audio_files(class_dir, self.cfg.extensions))
+            files = self.files_below(class_dir, label)
             if not files:
-                raise DataError(f"no audio files under {class_dir}; {self._layout()}")
+                why = "".join(f" ({row['path']}: {row['reason']})" for row in self.unlisted
+                              if row["path"] == str(class_dir))
+                raise DataError(f"no audio files under {class_dir}{why}; {self._layout()}")
             clips += [self._clip(path, class_dir, label) for path in files]
         present = {clip.label for clip in clips}
         for label, what in ((0, "human"), (1, "AI-generated")):

@@ -41,28 +41,38 @@ def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Item]:
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text).expanduser()
+        problems: list[dict[str, str]] = []
+        try:
+            path.stat()
+        except PermissionError:
+            add(str(path), "permission denied (a folder on its path cannot be searched)")
+            continue
+        except OSError:
+            pass  # not there: a glob, or a missing file
         if path.is_dir():
-            found = list(audio_files(path, AUDIO_EXTENSIONS))
-            if not found:
+            found = list(audio_files(path, AUDIO_EXTENSIONS, problems))
+            if not found and not problems:
                 log.warning("no audio files (%s) below %s", "/".join(AUDIO_EXTENSIONS), path)
             for file in found:
                 add(str(file))
         elif path.exists():
             add(str(path))
         elif glob.has_magic(text):
-            for file in _glob_audio(text):
+            for file in _glob_audio(text, problems):
                 add(file)
         else:
             add(str(path), f"file not found: {path}")
+        for problem in problems:  # folders that could not be listed: a row with the reason
+            add(problem["path"], problem["reason"])
     return items
 
 
-def _glob_audio(pattern: str) -> list[str]:
+def _glob_audio(pattern: str, problems: list[dict[str, str]]) -> list[str]:
     matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
     files = [m for m in matches if Path(m).is_file() and m.lower().endswith(AUDIO_EXTENSIONS)]
     for folder in (Path(m) for m in matches if Path(m).is_dir()):
-        files += [str(f) for f in audio_files(folder, AUDIO_EXTENSIONS)]
-    if not files:
+        files += [str(f) for f in audio_files(folder, AUDIO_EXTENSIONS, problems)]
+    if not files and not problems:
         log.warning("no audio files match %s", pattern)
     return files
 
@@ -72,6 +82,7 @@ def require_inputs(inputs: Sequence[str | os.PathLike]) -> list[Item]:
     items = find_inputs(inputs)
     if not any(not item.error for item in items):
         shown = ", ".join(map(os.fspath, inputs)) or "(none)"
+        why = "".join(f"; {item.path}: {item.error}" for item in items[:3])
         raise UsageError(f"no input audio found in: {shown} (give files, folders holding "
-                         f"{'/'.join(AUDIO_EXTENSIONS)} files, or globs)")
+                         f"{'/'.join(AUDIO_EXTENSIONS)} files, or globs){why}")
     return items

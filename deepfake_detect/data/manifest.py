@@ -22,6 +22,7 @@ from deepfake_detect.data.files import (
     UNKNOWN_GENERATOR,
     FileSource,
     FileSourceConfig,
+    open_listing,
     parse_label,
     parse_split,
     required_path,
@@ -62,7 +63,7 @@ class ManifestSource(FileSource):
         if not self.audio_root.is_dir():
             raise DataError(f"data.source.audio_root {self.audio_root} does not exist or is "
                             "not a directory")
-        with self.csv.open(newline="", encoding="utf-8-sig") as handle:
+        with open_listing(self.csv, "manifest (data.source.csv)") as handle:
             reader = csv.DictReader(handle)
             header = [str(h or "").strip().lower() for h in (reader.fieldnames or [])]
             missing = [c for c in REQUIRED if c not in header]

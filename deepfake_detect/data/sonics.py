@@ -30,8 +30,10 @@ from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.files import (
     HUMAN,
     UNKNOWN_GENERATOR,
+    UNLISTED,
     FileSource,
     FileSourceConfig,
+    open_listing,
     parse_label,
     parse_split,
     required_path,
@@ -89,7 +91,14 @@ class SonicsSource(FileSource):
             raise DataError(f"data.source.root {self.root} does not exist or is not a "
                             f"directory; {self._layout()}")
         dirs = [self.root / d for d in self.cfg.audio_dirs]
-        index = {d: set(os.listdir(d)) for d in dirs if d.is_dir()}
+        index = {}
+        for folder in (d for d in dirs if d.is_dir()):
+            try:
+                index[folder] = set(os.listdir(folder))
+            except OSError as err:
+                reason = "permission denied" if isinstance(err, PermissionError) else err
+                self.unlisted.append({"path": str(folder), "label": "",
+                                      "reason": f"{UNLISTED}: {reason}"})
         if not index:
             raise DataError(f"none of the audio folders exist: "
                             f"{', '.join(str(d) for d in dirs)}; {self._layout()}")
@@ -106,7 +115,7 @@ class SonicsSource(FileSource):
             raise DataError(f"SONICS metadata {path} is missing; {self._layout()}")
         clips: list[Clip] = []
         missing = 0
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with open_listing(path, "SONICS metadata") as handle:
             reader = csv.DictReader(handle)
             header = [str(h or "").strip().lower() for h in (reader.fieldnames or [])]
             if "filename" not in header:

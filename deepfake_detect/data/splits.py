@@ -7,7 +7,7 @@ out (``data.split.holdout_generator``: leave-one-generator-out).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ from deepfake_detect.data.clips import Clip
 from deepfake_detect.errors import DataError, NothingToHoldOut
 
 SPLITS = ("train", "val", "test")
+CLASS_NAMES = {0: "human", 1: "AI-generated"}
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,13 @@ class SplitConfig:
     folds: int = 0  # >= 2: grouped k-fold cross-validation, test = fold ``fold``
     fold: int = 0
     holdout_generator: str | int | None = None  # a generator's name, or its index (sorted)
+    # Fewer usable clips of a class in a split than this stops the run before training.
+    min_per_class: int = 1
 
     def __post_init__(self) -> None:
+        require(isinstance(self.min_per_class, int) and not isinstance(self.min_per_class, bool)
+                and self.min_per_class >= 1, "min_per_class",
+                f"must be an integer >= 1, got {self.min_per_class!r}")
         for key in ("val", "test"):
             value = getattr(self, key)
             require(0 < value < 1, key, f"must be a fraction in (0, 1), got {value}")
@@ -219,16 +225,33 @@ def check_no_leakage(splits: dict[str, list[Clip]]) -> None:
                         "one split.")
 
 
-def check_not_empty(splits: dict[str, list[Clip]], labels: tuple[int, ...] = (0, 1)) -> None:
-    """Raise DataError if a split, or a class within the train/test split, is empty."""
+def check_not_empty(splits: dict[str, list[Clip]], labels: tuple[int, ...] = (0, 1),
+                    minimum: int = 1) -> None:
+    """Raise DataError if a split is empty, or holds fewer than ``minimum`` clips of a class
+    (checked on the listing, before any audio is decoded)."""
     for name in SPLITS:
         clips = splits.get(name, [])
         if not clips:
             raise DataError(f"the {name} split is empty: add clips or change data.split")
-        if name == "val":
-            continue
-        present = {clip.label for clip in clips}
-        missing = [label for label in labels if label not in present]
-        if missing:
-            raise DataError(f"the {name} split has no clips of class {missing} "
-                            "(0 = human, 1 = AI-generated)")
+        counts = Counter(clip.label for clip in clips)
+        for label in labels:
+            if counts[label] < minimum:
+                raise DataError(f"the {name} split has {counts[label]} {CLASS_NAMES[label]} "
+                                f"(label {label}) clip(s) in the listing, fewer than "
+                                f"data.split.min_per_class={minimum}: add clips of that "
+                                "class or change data.split")
+
+
+def check_decoded(name: str, usable: Counter, skipped: Counter, minimum: int,
+                  listing: str) -> None:
+    """Raise DataError if set ``name`` holds fewer than ``minimum`` usable clips of a class
+    once its audio was decoded (unusable clips are skipped): the message names the class,
+    the set, how many of its clips were skipped and where the list of reasons is."""
+    for label, what in CLASS_NAMES.items():
+        if usable[label] < minimum:
+            total = usable[label] + skipped[label]
+            raise DataError(
+                f"the {name} set has {usable[label]} usable {what} (label {label}) clip(s) "
+                f"after decoding, fewer than data.split.min_per_class={minimum}: "
+                f"{skipped[label]} of its {total} {what} clip(s) were skipped as unusable "
+                f"(reasons in {listing}); nothing was trained")

@@ -16,6 +16,7 @@ import torch
 from deepfake_detect import LABEL_NAMES, io
 from deepfake_detect.errors import DeepfakeDetectError
 from deepfake_detect.models.detector import Detector
+from deepfake_detect.models.resnet import torch_file_problem
 
 FORMAT = "deepfake-detect/model/2"
 # Format 1 kept the normalisation as buffers of the Detector itself.
@@ -50,7 +51,7 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
         raise DeepfakeDetectError(f"no model file at {path}") from None
     except Exception as err:  # noqa: BLE001 - pickles, zips and text fail in many ways
         raise DeepfakeDetectError(f"{path} is not a model bundle (a deepfake-detect "
-                                  f"model.ckpt): {type(err).__name__}") from None
+                                  f"model.ckpt): {torch_file_problem(path, err)}") from None
     if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, FORMAT_1):
         raise DeepfakeDetectError(f"{path} is not a deepfake-detect model bundle "
                                   f"(expected format {FORMAT})")

@@ -20,9 +20,10 @@ from mlflow.tracking import MlflowClient
 from deepfake_detect import LABEL_NAMES, provenance, tracking
 from deepfake_detect.config import build
 from deepfake_detect.data.features import FeatureConfig
-from deepfake_detect.errors import DeepfakeDetectError, UsageError
+from deepfake_detect.errors import ConfigError, DeepfakeDetectError, UsageError
 from deepfake_detect.models.bundle import RENAMED_1, load_bundle, read_bundle
 from deepfake_detect.models.detector import Detector
+from deepfake_detect.models.resnet import readable_file, torch_file_problem
 
 BUNDLE_NAME = "model.ckpt"
 BUNDLE_ARTIFACT = "model/model.ckpt"  # where training logs the bundle in its MLflow run
@@ -170,6 +171,43 @@ def check_local_store(uri: str) -> None:
         raise UsageError(f"model not found: no MLflow store at {tracking.sqlite_path(uri)} "
                          f"(tracking URI {uri}); pass --tracking-uri or set "
                          "MLFLOW_TRACKING_URI")
+
+
+def check_ref(ref: Any, key: str, tracking_uri: str) -> None:
+    """Before any work: ConfigError naming ``key`` unless ``ref`` names something to load --
+    a readable file, a run directory holding ``model.ckpt``, or an MLflow run or registered
+    model that the store at ``tracking_uri`` holds."""
+    text = str(ref).strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / BUNDLE_NAME).is_file():
+            raise ConfigError(key, f"{path} is a directory without {BUNDLE_NAME} (give a "
+                              "run directory of a finished training run, or the bundle file)")
+        path = path / BUNDLE_NAME
+    if path.is_file():
+        readable_file(path, key)
+        try:
+            _state_dict_in(path)  # loaded without running pickled code
+        except Exception as err:  # noqa: BLE001 - pickles, zips and text fail in many ways
+            raise ConfigError(key, f"{path} is not a model bundle or a Lightning checkpoint: "
+                              f"{torch_file_problem(path, err)}") from None
+        return
+    if not is_mlflow_ref(text):
+        raise ConfigError(key, f"{text!r} is not a file, a run directory, an MLflow run id "
+                          "(32 hex digits), a runs:/<run id>/... URI or a "
+                          "models:/<name>/<version> URI")
+    try:
+        check_local_store(tracking_uri)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        if text.startswith("models:/"):
+            registered_source(text, tracking_uri)
+        else:
+            client.get_run(text[len("runs:/"):].split("/", 1)[0] if text.startswith("runs:/")
+                           else text)
+    except Exception as err:  # noqa: BLE001 - MlflowException, RestException, UsageError ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(key, f"{text} not found in MLflow at {tracking_uri} ({first})") \
+            from None
 
 
 def init_from(model: Detector, ref: str, tracking_uri: str | None = None) -> str:

@@ -59,7 +59,51 @@ def resolve_weights(spec: str) -> Path | None:
         raise ConfigError("model.weights",
                           f"no weights file at {path}; allowed: none, imagenet, or a path "
                           "to a ResNet18 state dict (.pth)")
+    readable_file(path, "model.weights")
+    backbone_state(path)  # a file that is no ResNet18 state dict fails now, not after the data
     return path
+
+
+def readable_file(path: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless ``path`` can be opened for reading."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise ConfigError(key, f"cannot read {path}: permission denied") from None
+    except OSError as err:
+        raise ConfigError(key, f"cannot read {path}: {err.strerror or err}") from None
+
+
+def torch_file_problem(path: Path, err: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, as a user can act on it."""
+    import pickle
+
+    if isinstance(err, pickle.UnpicklingError):
+        return ("it holds objects other than tensors and plain containers, which are never "
+                "loaded (they could run code)")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        return "not a torch file (neither a zip archive nor a pickle)"
+    first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def backbone_state(path: Path) -> dict[str, torch.Tensor]:
+    """The ResNet18 state dict in ``path`` (plain, or a Lightning checkpoint's ``net.*``),
+    loaded without running pickled code; ConfigError naming ``model.weights`` otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a config problem
+        raise ConfigError("model.weights", f"{path} is not a ResNet18 state dict: "
+                          f"{torch_file_problem(path, err)}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = {k.split("net.", 1)[-1]: v for k, v in state["state_dict"].items()
+                 if k.startswith("net.")}
+    if not isinstance(state, dict) or "conv1.weight" not in state:
+        raise ConfigError("model.weights", f"{path} is not a ResNet18 state dict")
+    return state
 
 
 def load_backbone_weights(net: nn.Module, path: Path) -> str:
@@ -68,16 +112,7 @@ def load_backbone_weights(net: nn.Module, path: Path) -> str:
     RGB stem weights are averaged over the colour channels. Returns a description of what was
     loaded (file name and sha256 prefix) for the run's tags.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a config problem
-        raise ConfigError("model.weights", f"cannot read weights file {path}: {err}") from err
-    if isinstance(state, dict) and "state_dict" in state:
-        state = {k.split("net.", 1)[-1]: v for k, v in state["state_dict"].items()
-                 if k.startswith("net.")}
-    if not isinstance(state, dict) or "conv1.weight" not in state:
-        raise ConfigError("model.weights", f"{path} is not a ResNet18 state dict")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    state = {k: v for k, v in backbone_state(path).items() if not k.startswith("fc.")}
     stem = state["conv1.weight"]
     if stem.shape[1] != 1:
         state["conv1.weight"] = stem.mean(dim=1, keepdim=True)

@@ -1,1 +1,2 @@
-"""Shared test code: configs (tiny settings, composition) and audio data on disk."""
+"""Shared test code: configs (tiny settings, composition), audio data on disk, and child
+processes that file permissions bind (tests may run as root)."""

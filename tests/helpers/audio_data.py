@@ -55,6 +55,41 @@ def write_nan(path: Path) -> None:
     sf.write(path, wave.astype(np.float32), 16000, subtype="FLOAT")
 
 
+def write_overstated_mp3(path: Path, seconds: float = 30.0, sr: int = 32000,
+                         excess: float = 0.01, seed: int = 0) -> Path:
+    """An intact MP3 (soundfile's LAME encoder) whose Xing header counts ``excess`` more
+    frames than the stream holds, as real MP3s' headers often do: it decodes whole."""
+    import struct
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = (0.3 * np.sin(2 * np.pi * rng.uniform(150, 900) * t)
+            + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, sr, format="MP3", subtype="MPEG_LAYER_III")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"Xing")
+    assert at >= 0 and data[at + 7] & 1, "no frame count in the MP3's Xing header"
+    frames = struct.unpack(">I", data[at + 8:at + 12])[0]
+    data[at + 8:at + 12] = struct.pack(">I", int(frames * (1 + excess)) + 1)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_absurd_rate(path: Path, rate: int = 2_147_483_647) -> Path:
+    """A WAV whose header claims ``rate`` Hz (the samples are a fine tone)."""
+    import struct
+
+    t = np.arange(16000) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000,
+             subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[24:28] = struct.pack("<I", rate)
+    data[28:32] = struct.pack("<I", min(rate * 2, 0xFFFFFFFF))  # byte rate
+    path.write_bytes(bytes(data))
+    return path
+
+
 BROKEN = [  # (writer, expected reason in skipped.csv)
     (write_random_bytes, "unreadable audio"),
     (write_zero_length, "empty file"),
