@@ -175,7 +175,7 @@ def test_overlapping_sweeps_train_a_shared_job_once_and_keep_their_own_sweep_ids
         _, members = find_runs(client, "deepfake-detect", folder.name)
         assert sorted(int(r.data.params["seed"]) for r in members) == wanted
     for run_dir in (root / "runs").glob("base-*"):  # trainer.keep_checkpoints=best
-        assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.ckpt"]
+        assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["best.ckpt"]
         assert (run_dir / "model.ckpt").is_file()
 
 
