@@ -202,7 +202,7 @@ class FeatureCache:
         entry, problem = _load(path, request.shape)
         if entry is not None:
             stats.reused = 1
-            log.info("cache hit: %s (%s)", request.desc, key[:12])
+            log.debug("cache hit: %s (%s)", request.desc, key[:12])
             return entry
         log.warning("cache entry %s for %s is corrupt (%s): rebuilding it", path,
                     request.desc, problem)

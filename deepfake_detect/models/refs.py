@@ -61,7 +61,7 @@ class LoadedModel:
         feats = self.features
         parts = [f"model {self.source}"]
         if self.meta.get("train_distortion"):
-            parts.append(f"trained on '{self.meta['train_distortion']}'")
+            parts.append(f"training distortion '{self.meta['train_distortion']}'")
         if self.meta.get("run_id"):
             parts.append(f"MLflow run {self.meta['run_id']}")
         parts.append(f"{feats.sample_rate} Hz, {feats.duration:g} s windows, "
