@@ -100,6 +100,17 @@ def build_distortion(node: dict[str, Any], prefix: str) -> Distortion:
         raise ConfigError(prefix, f"{err}; allowed keys: {', '.join(DISTORTION_KEYS)}") from None
 
 
+def check_rate(d: Distortion, sample_rate: int, prefix: str) -> None:
+    """``d``'s effects are possible at the clips' sample rate; errors name
+    ``<prefix>.effects.<i>.<key>``."""
+    try:
+        d.check_rate(sample_rate)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err.key}",
+                          f"{str(err).split(': ', 1)[1]} (features.sample_rate "
+                          f"{sample_rate})") from None
+
+
 def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     """Validate ``cfg`` into a Plan; every error names its config key."""
     resolved = to_plain(cfg)
@@ -115,6 +126,9 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     evaluation = eval_config(resolved.get("eval"))
     tests = [distortion if name == distortion.name else distortion_preset(name)
              for name in evaluation.distortions]
+    for d in dict.fromkeys([distortion, *tests]):
+        check_rate(d, features.sample_rate,
+                   "distortion" if d is distortion else f"distortion {d.name}")
     model = build(ModelConfig, resolved["model"], "model")
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     trainer = trainer_kwargs(resolved["trainer"])

@@ -106,11 +106,11 @@ class FeatureWork:
     waveform: bool = False  # keep the distorted clip-length waveform instead of its log-mel
 
     @property
-    def warm_key(self) -> tuple[str, bool, bool, bool]:
+    def warm_key(self) -> tuple[str, bool, tuple[str, ...]]:
         """The code paths a clip takes (for the cache's once-per-process warm-up): the
-        source's decoding, log-mel or not, pitch shift, time stretch."""
-        return (type(self.source).__name__, self.waveform, self.distortion.pitch is not None,
-                self.distortion.tempo is not None)
+        source's decoding, log-mel or not, the kinds of effect (pitch shift, time stretch,
+        codec ...)."""
+        return (type(self.source).__name__, self.waveform, tuple(sorted(self.distortion.kinds)))
 
     def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
         wave = self.source.load(clip, self.features.sample_rate)
