@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from deepfake_detect import scaling
 from deepfake_detect.config import build, compose_option, require, to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
-from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion
+from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion, at_strength
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.explain import ExplainConfig, explain_config
@@ -44,11 +44,31 @@ TRAINER_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batche
 
 
 @dataclass(frozen=True)
+class CurveSpec:
+    """One robustness curve: the preset ``distortion`` at each of ``values`` of its strength
+    (the main parameter of ``effect``, for a chain of several effects)."""
+
+    distortion: str
+    values: tuple[float, ...]
+    effect: str | None = None
+
+    def __post_init__(self) -> None:
+        values = self.values
+        require(isinstance(values, list | tuple) and len(values) > 0 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values), "values",
+            f"must be a non-empty list of numbers, got {values!r}")
+        require(len(set(values)) == len(values), "values", f"has a value twice: {values}")
+        object.__setattr__(self, "values", tuple(float(v) for v in values))
+
+
+@dataclass(frozen=True)
 class EvalConfig:
-    """The ``eval`` node: which test distortions, and the decision threshold."""
+    """The ``eval`` node: which test distortions, the decision threshold, and the robustness
+    curves computed at the end of training."""
 
     distortions: tuple[str, ...] = ("base",)
     threshold: float | str = 0.5
+    curves: tuple[CurveSpec, ...] = ()
 
     def __post_init__(self) -> None:
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
@@ -78,6 +98,7 @@ class Plan:
     datamodule: AudioDataModule
     explain: ExplainConfig
     tags: dict[str, str] = field(default_factory=dict)
+    curves: list[tuple[CurveSpec, list[Distortion]]] = field(default_factory=list)
 
     @property
     def store(self) -> str:
@@ -129,6 +150,8 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     for d in dict.fromkeys([distortion, *tests]):
         check_rate(d, features.sample_rate,
                    "distortion" if d is distortion else f"distortion {d.name}")
+    curves = [(spec, curve_points(spec, f"eval.curves.{i}", features.sample_rate, distortion))
+              for i, spec in enumerate(evaluation.curves)]
     model = build(ModelConfig, resolved["model"], "model")
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     trainer = trainer_kwargs(resolved["trainer"])
@@ -138,14 +161,39 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
                 resolve_weights(model.weights), logger, trainer,
                 Path(resolved["paths"]["root"]).expanduser().resolve(),
                 run_dir_for(resolved), bool(resolved.get("resume", True)), datamodule,
-                explain_config(resolved), tags)
+                explain_config(resolved), tags, curves)
 
 
 def eval_config(node: Any) -> EvalConfig:
     values = dict(node or {})
     if isinstance(values.get("distortions"), list | tuple):
         values["distortions"] = tuple(str(d) for d in values["distortions"])
+    curves = values.get("curves") or ()
+    require(isinstance(curves, list | tuple), "eval.curves",
+            "must be a list of {distortion, values, effect}")
+    values["curves"] = tuple(curve_spec(node, f"eval.curves.{i}")
+                             for i, node in enumerate(curves))
     return build(EvalConfig, values, "eval")
+
+
+def curve_spec(node: Any, prefix: str) -> CurveSpec:
+    require(isinstance(node, dict), prefix, f"must be {{distortion, values, effect}}, got {node!r}")
+    return build(CurveSpec, node, prefix)
+
+
+def curve_points(spec: CurveSpec, prefix: str, sample_rate: int,
+                 known: Distortion | None = None) -> list[Distortion]:
+    """The distortion at each strength of ``spec`` (the preset composed by Hydra, or
+    ``known`` when it has that name), checked against the clips' sample rate."""
+    base = known if known is not None and known.name == spec.distortion else \
+        distortion_preset(spec.distortion, f"{prefix}.distortion")
+    try:
+        points = [at_strength(base, value, spec.effect) for value in spec.values]
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+    for point in points:
+        check_rate(point, sample_rate, f"{prefix} ({spec.distortion})")
+    return points
 
 
 def trainer_kwargs(node: dict[str, Any]) -> dict[str, Any]:

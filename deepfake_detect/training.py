@@ -36,6 +36,7 @@ from deepfake_detect.models.frontend import FrontEnd
 from deepfake_detect.models.refs import init_from
 from deepfake_detect.models.resnet import load_backbone_weights
 from deepfake_detect.plan import Plan, plan
+from deepfake_detect.robustness import run_curves, trainer_scorer
 from deepfake_detect.runs import RunDir
 from deepfake_detect.summary import finished_run, results_table
 
@@ -48,6 +49,9 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     resolved = to_plain(cfg)
     done = finished_run(resolved)
     if done is not None:
+        if (resolved.get("eval") or {}).get("curves"):
+            log.info("eval.curves is not part of a run's identity and this run is finished: "
+                     "use deepfake-detect-robustness --model %s", done.get("run_dir"))
         return done
     p = plan(resolved)
     if not p.resume and p.run_dir.path.exists() and scaling.is_rank_zero():
@@ -74,6 +78,7 @@ def run(p: Plan) -> dict[str, Any]:
         tester = trainer if trainer.world_size == 1 else test_trainer(p, run_dir)
         threshold, rule = choose_threshold(tester, model, dm, p.eval.threshold)
         result = test_and_package(p, tester, model, dm, tracked, (threshold, rule))
+        robustness(p, tester, model, dm, tracked, threshold)
         explain(p, model, dm, tracked, threshold)
         tracked.finish(result)
     log.info("results (window level):\n%s", results_table(result, dm.test_names))
@@ -154,6 +159,18 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
     tracked.log_files([*files, *write_skipped(dm, run_dir.artifacts)])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
             "data": dm.describe(), **flat}
+
+
+def robustness(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
+               tracked: TrackedRun, threshold: float) -> None:
+    """Robustness curves on the test split (``eval.curves``), under ``robustness/``."""
+    if p.curves:
+        score = trainer_scorer(tester, model, dm.loader.batch_size)
+        meta = {"run_id": tracked.run_id, "train_distortion": p.distortion.name,
+                "seed": p.seed}
+        files = run_curves(dm, p.curves, score, threshold,
+                           tracked.run_dir.artifacts / "robustness", meta)
+        tracked.log_files(files, "robustness")
 
 
 def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
