@@ -89,18 +89,26 @@ def _resample(wave: np.ndarray, orig: int, target: int) -> np.ndarray:
                             res_type="soxr_hq")
 
 
-def lag(decoded: np.ndarray, reference: np.ndarray, max_lag: int = MAX_LAG) -> int:
-    """How many samples ``decoded`` lags ``reference`` (0 .. ``max_lag``, or a few samples
-    early): the peak of their cross-correlation. 0 when either is silent."""
-    n = len(reference)
+def lag(decoded: np.ndarray, reference: np.ndarray, max_lag: int = MAX_LAG,
+        window: int = 1 << 15) -> int:
+    """How many samples ``decoded`` lags ``reference`` (-64 .. ``max_lag``): the peak of
+    their cross-correlation over the loudest ``window`` samples of the reference. 0 when
+    either is silent."""
+    n, early = len(reference), 64
     if n == 0 or not np.any(reference) or not np.any(decoded):
         return 0
-    size = 1 << int(np.ceil(np.log2(len(decoded) + n)))
-    spectrum = np.fft.rfft(decoded, size) * np.conj(np.fft.rfft(reference, size))
-    xcorr = np.fft.irfft(spectrum, size)
-    early = 64
-    window = np.r_[xcorr[size - early:], xcorr[: max_lag + 1]]  # lags -early .. max_lag
-    return int(np.argmax(window)) - early
+    width = min(window, n)
+    energy = np.concatenate([[0.0], np.cumsum(np.square(reference, dtype=np.float64))])
+    start = int(np.argmax(energy[width:] - energy[:-width]))  # the loudest stretch
+    segment = reference[start:start + width]
+    lo = max(0, start - early)
+    part = decoded[lo:start + width + max_lag]
+    if len(part) < width:
+        return 0
+    size = 1 << int(np.ceil(np.log2(len(part) + width)))
+    xcorr = np.fft.irfft(np.fft.rfft(part, size) * np.conj(np.fft.rfft(segment, size)), size)
+    lags = np.arange(len(part) - width + 1) + lo - start  # xcorr[k]: part[k:] vs segment
+    return int(lags[np.argmax(xcorr[: len(lags)])])
 
 
 def align(decoded: np.ndarray, reference: np.ndarray) -> np.ndarray:
