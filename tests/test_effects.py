@@ -356,7 +356,8 @@ def test_values_impossible_at_the_sample_rate_name_their_key(effect: dict, key: 
 
 def test_shipped_effect_presets_compose_and_run() -> None:
     wave = noise(1.0)
-    for name in ("realworld", "mp3", "resample", "lowpass", "noise", "reverb", "pitch_mp3"):
+    for name in ("realworld", "mp3", "mp3_44k", "opus", "resample", "lowpass", "noise", "reverb",
+                 "pitch_mp3"):
         d = distortion_preset(name)
         assert d.effects and d.name == name
         check_rate(d, SR, name)
