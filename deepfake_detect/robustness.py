@@ -122,7 +122,7 @@ def point_of(value: float, scores: np.ndarray, entry_rows: list[dict[str, Any]],
         recall[gen] = stats.intervals(scores[mine], labels[mine], groups[mine], threshold,
                                       n_boot=n_boot, metrics=("accuracy",))["accuracy"]
     rows = [{"clip_id": r["clip_id"], "group": r["group"], "generator": r["generator"],
-             "label": int(r["label"]), "score": float(s)}
+             "label": int(r["label"]), "score": float(s), "params": r.get("params", {})}
             for r, s in zip(entry_rows, scores, strict=True)]
     return Point(value, metrics, recall, rows)
 
@@ -199,15 +199,19 @@ def curve_csv(curve: Curve) -> str:
 
 
 def predictions_csv(curve: Curve) -> str:
-    """Every clip's score at every strength (the decision: score >= the threshold)."""
+    """Every clip's score at every strength (the decision: score >= the threshold) and the
+    distortion parameters it got."""
+    keys = sorted({k for p in curve.points for r in p.rows for k in r.get("params", {})})
     buffer = text_io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([curve.parameter, "clip_id", "group", "generator", "label", "score",
-                     "prediction"])
+                     "prediction", *keys])
     for p in curve.points:
         for r in p.rows:
+            params = r.get("params", {})
             writer.writerow([f"{p.value:g}", r["clip_id"], r["group"], r["generator"],
-                             r["label"], f"{r['score']:.6f}", int(r["score"] >= curve.threshold)])
+                             r["label"], f"{r['score']:.6f}", int(r["score"] >= curve.threshold),
+                             *(f"{params[k]:.4f}" if k in params else "" for k in keys)])
     return buffer.getvalue()
 
 

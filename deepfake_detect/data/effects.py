@@ -243,11 +243,11 @@ class Codec(Effect):
             check_range(self.quality, "quality", 0.0, 1.0)
         if self.format == "opus" and self.bitrate is not None:
             check_range(self.bitrate, "bitrate", *codec.OPUS_KBPS)
-        require(self.sample_rate is None or self.sample_rate in (
-            codec.OPUS_RATES if self.format == "opus" else codec.MP3_RATES), "sample_rate",
-            f"{self.format} encodes at "
-            f"{codec.OPUS_RATES if self.format == 'opus' else codec.MP3_RATES} Hz, "
-            f"got {self.sample_rate!r}")
+        rates = {"opus": codec.OPUS_RATES, "mp3": codec.MP3_RATES}.get(self.format)
+        require(self.sample_rate is None or (isinstance(self.sample_rate, int) and (
+            rates is None and 8000 <= self.sample_rate <= 192000 or rates is not None
+            and self.sample_rate in rates)), "sample_rate",
+            f"{self.format} encodes at {rates or '8000-192000'} Hz, got {self.sample_rate!r}")
 
     def check_rate(self, sr: int) -> None:
         if self.format != "mp3" or self.bitrate is None:
