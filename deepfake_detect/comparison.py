@@ -17,6 +17,7 @@ noise).
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import logging
@@ -54,6 +55,7 @@ class RunData:
     tests: dict[str, Scored] = field(default_factory=dict)  # "base", "pitch[semitones=-2]"
     curves: dict[str, dict[str, Any]] = field(default_factory=dict)  # curve JSON by name
     start: int = 0
+    order: list[str] = field(default_factory=list)  # the run's eval.distortions
 
 
 @dataclass
@@ -116,7 +118,7 @@ def load_runs(client: Any, runs: Sequence[Any]) -> list[RunData]:
             del os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
         else:
             os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet
-    return out
+    return sorted(out, key=lambda d: d.start)  # oldest first: the sweep's order
 
 
 def _load_run(client: Any, run: Any, tmp: Path) -> RunData | None:
@@ -124,9 +126,13 @@ def _load_run(client: Any, run: Any, tmp: Path) -> RunData | None:
     if not label:
         return None
     seed = run.data.params.get("seed")
+    try:
+        order = [str(n) for n in ast.literal_eval(run.data.params.get("eval.distortions", "[]"))]
+    except (ValueError, SyntaxError):
+        order = []
     data = RunData(run.info.run_id, label, int(seed) if seed not in (None, "") else None,
                    float(run.data.metrics.get("threshold", 0.5)),
-                   start=int(getattr(run.info, "start_time", 0) or 0))
+                   start=int(getattr(run.info, "start_time", 0) or 0), order=order)
     groups: dict[str, str] = {}
     for item in client.list_artifacts(run.info.run_id, "robustness"):
         name = Path(item.path).name
@@ -272,8 +278,10 @@ def compare_runs(data: Sequence[RunData], compare: Sequence[tuple[str, str]] | N
         explicit = a == pairs[0][0].run_id and b == pairs[0][1].run_id
         la, lb = ((f"{pairs[0][0].label} ({a[:8]})", f"{pairs[0][1].label} ({b[:8]})")
                   if explicit else (a, b))
-        tests = sorted(dict.fromkeys(k for ra, _ in pairs for k in ra.tests),
-                       key=lambda t: "[" in t)  # the test distortions, then curve points
+        order = pairs[0][0].order
+        tests = sorted(dict.fromkeys(k for ra, _ in pairs for k in ra.tests),  # the test
+                       key=lambda t: ("[" in t, order.index(t) if t in order else len(order)))
+        # distortions in the runs' order, then the curve points
         for test in tests:
             result = compare_test(la, lb, test, pairs, n_boot)
             if result is not None:
