@@ -1,5 +1,5 @@
-"""Windows to files: when a file gives several windows (clips), the file-level view of a test
-set has one score per file, aggregated from its windows' scores; what a user of the model
+"""Windows to files: the file-level view of a test set of audio files has one score per file,
+aggregated from its windows' (clips') scores; what a user of the model
 gets from ``deepfake-detect-predict``."""
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ def file_key(row: dict[str, Any]) -> str:
     return str(row.get("path") or str(row["clip_id"]).split(WINDOW_MARK)[0])
 
 
-def several_windows(rows: Sequence[dict[str, Any]]) -> bool:
-    """Whether some file gives more than one of ``rows``."""
+def file_level(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether ``rows`` have a file level: they come from audio files (a ``path`` each; with
+    one window per file, the two levels agree) or some file gives more than one of them."""
+    if rows and all(row.get("path") for row in rows):
+        return True
     keys = [file_key(row) for row in rows]
     return len(set(keys)) < len(keys)
 

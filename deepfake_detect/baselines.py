@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from deepfake_detect import metrics as M
-from deepfake_detect.aggregate import by_file, several_windows
+from deepfake_detect.aggregate import by_file, file_level
 from deepfake_detect.data import audio
 from deepfake_detect.data.cache import CacheEntry
 from deepfake_detect.data.clips import Clip
@@ -158,7 +158,7 @@ def run_baselines(names: tuple[str, ...], dm: AudioDataModule, out_dir: Path,
             prefix = f"baseline/{name}/test/{test}"
             flat.update({f"{prefix}/{k}": v for k, v in
                          level_values(scored, 0.5, intervals).items()})
-            if several_windows(rows):
+            if file_level(rows):
                 file_rows, file_scores = by_file(rows, scored.scores, aggregate)
                 flat.update({f"{prefix}/file/{k}": v for k, v in level_values(
                     Scored(test, file_rows, file_scores), 0.5, intervals, "n_files").items()})

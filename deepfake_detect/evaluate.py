@@ -1,6 +1,6 @@
 """Test a trained detector on every test distortion: metrics at the window (clip) level and,
-when files give several windows, at the file level; 95 % intervals from a bootstrap over the
-split's groups; n always; confusion matrices and predictions CSVs.
+for audio files, at the file level; 95 % intervals from a bootstrap over the split's groups;
+n always; confusion matrices and predictions CSVs.
 
 Keys: ``test/<d>/<metric>`` (window level), ``test/<d>/file/<metric>`` (file level), each with
 ``<metric>_ci_low`` / ``<metric>_ci_high``, and ``n_clips`` / ``n_files`` / ``n_groups``.
@@ -19,7 +19,7 @@ import torch
 
 from deepfake_detect import io, stats
 from deepfake_detect import metrics as M
-from deepfake_detect.aggregate import by_file, several_windows
+from deepfake_detect.aggregate import by_file, file_level
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.models.detector import Detector
 
@@ -102,7 +102,7 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
         values = level_values(scored, threshold, intervals)
         flat.update({f"test/{name}/{key}": value for key, value in values.items()})
         files += write_test_set(scored, values, threshold, out_dir, model, output)
-        if several_windows(scored.rows):
+        if file_level(scored.rows):
             file_rows, file_scores = by_file(scored.rows, scored.scores, aggregate)
             per_file = Scored(name, file_rows, file_scores)
             file_values = level_values(per_file, threshold, intervals, "n_files")

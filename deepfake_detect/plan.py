@@ -25,7 +25,7 @@ from deepfake_detect.aggregate import AGGREGATES
 from deepfake_detect.baselines import BASELINES
 from deepfake_detect.config import build, compose_option, one_of, require, to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
-from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion
+from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion, at_strength
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.explain import ExplainConfig, explain_config
@@ -52,9 +52,28 @@ SELECT = {"val/auroc": "max", "val/acc": "max", "val/loss": "min", "last": ""}
 
 
 @dataclass(frozen=True)
+class CurveSpec:
+    """One robustness curve: the preset ``distortion`` at each of ``values`` of its strength
+    (the main parameter of ``effect``, for a chain of several effects)."""
+
+    distortion: str
+    values: tuple[float, ...]
+    effect: str | None = None
+
+    def __post_init__(self) -> None:
+        values = self.values
+        require(isinstance(values, list | tuple) and len(values) > 0 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values), "values",
+            f"must be a non-empty list of numbers, got {values!r}")
+        require(len(set(values)) == len(values), "values", f"has a value twice: {values}")
+        object.__setattr__(self, "values", tuple(float(v) for v in values))
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """The ``eval`` node: test distortions, the decision threshold, which epoch is packaged,
-    file-level aggregation, bootstrap intervals and the shortcut baselines."""
+    file-level aggregation, bootstrap intervals, the shortcut baselines and the robustness
+    curves computed at the end of training."""
 
     distortions: tuple[str, ...] = ("base",)
     threshold: float | str = 0.5
@@ -63,6 +82,7 @@ class EvalConfig:
     bootstrap: int = 1000
     ci_level: float = 0.95
     baselines: tuple[str, ...] = ()
+    curves: tuple[CurveSpec, ...] = ()
 
     def __post_init__(self) -> None:
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
@@ -102,6 +122,7 @@ class Plan:
     explain: ExplainConfig
     tags: dict[str, str] = field(default_factory=dict)
     if_running: str = "refuse"  # another process on this run: wait or refuse
+    curves: list[tuple[CurveSpec, list[Distortion]]] = field(default_factory=list)
 
     @property
     def store(self) -> str:
@@ -124,6 +145,17 @@ def build_distortion(node: dict[str, Any], prefix: str) -> Distortion:
         raise ConfigError(prefix, f"{err}; allowed keys: {', '.join(DISTORTION_KEYS)}") from None
 
 
+def check_rate(d: Distortion, sample_rate: int, prefix: str) -> None:
+    """``d``'s effects are possible at the clips' sample rate; errors name
+    ``<prefix>.effects.<i>.<key>``."""
+    try:
+        d.check_rate(sample_rate)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err.key}",
+                          f"{str(err).split(': ', 1)[1]} (features.sample_rate "
+                          f"{sample_rate})") from None
+
+
 def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     """Validate ``cfg`` into a Plan; every error names its config key."""
     resolved = to_plain(cfg)
@@ -139,6 +171,11 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     evaluation = eval_config(resolved.get("eval"))
     tests = [distortion if name == distortion.name else distortion_preset(name)
              for name in evaluation.distortions]
+    for d in dict.fromkeys([distortion, *tests]):
+        check_rate(d, features.sample_rate,
+                   "distortion" if d is distortion else f"distortion {d.name}")
+    curves = [(spec, curve_points(spec, f"eval.curves.{i}", features.sample_rate, distortion))
+              for i, spec in enumerate(evaluation.curves)]
     model = build(ModelConfig, resolved["model"], "model")
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     trainer = trainer_kwargs(resolved["trainer"])
@@ -151,7 +188,7 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     return Plan(resolved, seed, task, features, distortion, tests, evaluation, model,
                 weights, logger, trainer, outputs, run_dir_for(resolved),
                 bool(resolved.get("resume", True)), datamodule, explain_config(resolved), tags,
-                if_running(resolved.get("if_running", "auto")))
+                if_running(resolved.get("if_running", "auto")), curves)
 
 
 def if_running(value: Any) -> str:
@@ -185,7 +222,32 @@ def eval_config(node: Any) -> EvalConfig:
     for key in ("distortions", "baselines"):
         if isinstance(values.get(key), list | tuple):
             values[key] = tuple(str(d) for d in values[key])
+    curves = values.get("curves") or ()
+    require(isinstance(curves, list | tuple), "eval.curves",
+            "must be a list of {distortion, values, effect}")
+    values["curves"] = tuple(curve_spec(node, f"eval.curves.{i}")
+                             for i, node in enumerate(curves))
     return build(EvalConfig, values, "eval")
+
+
+def curve_spec(node: Any, prefix: str) -> CurveSpec:
+    require(isinstance(node, dict), prefix, f"must be {{distortion, values, effect}}, got {node!r}")
+    return build(CurveSpec, node, prefix)
+
+
+def curve_points(spec: CurveSpec, prefix: str, sample_rate: int,
+                 known: Distortion | None = None) -> list[Distortion]:
+    """The distortion at each strength of ``spec`` (the preset composed by Hydra, or
+    ``known`` when it has that name), checked against the clips' sample rate."""
+    base = known if known is not None and known.name == spec.distortion else \
+        distortion_preset(spec.distortion, f"{prefix}.distortion")
+    try:
+        points = [at_strength(base, value, spec.effect) for value in spec.values]
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+    for point in points:
+        check_rate(point, sample_rate, f"{prefix} ({spec.distortion})")
+    return points
 
 
 def trainer_kwargs(node: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from deepfake_detect import io, studies, tracking  # noqa: E402
+from deepfake_detect import comparison, io, report_html, studies, tracking  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
 
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
@@ -168,8 +168,11 @@ def _sweeps(tags: dict[str, str]) -> list[str]:
 
 
 def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | None = None,
-           metrics: tuple[str, ...] = DEFAULT_METRICS, log_summary: bool = True) -> dict:
-    """Write report.md and heatmap.png; log them as a summary run. Returns paths and grid."""
+           metrics: tuple[str, ...] = DEFAULT_METRICS, log_summary: bool = True,
+           compare: list[tuple[str, str]] | None = None, n_boot: int = 1000) -> dict:
+    """Write report.md, heatmap.png, the runs' curves overlaid, paired comparisons
+    (``compare``: pairs of run ids or training distortions; None: each against base) and
+    report.html; log them as a summary run. Returns paths and grid."""
     tracking.prepare_store()
     if tracking.is_local_sqlite(tracking_uri) and not tracking.sqlite_path(tracking_uri).is_file():
         raise DeepfakeDetectError(f"no MLflow store at {tracking.sqlite_path(tracking_uri)} "
@@ -187,11 +190,15 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     text += "\n".join(["", *cv_lines, *logo_lines])
     md = io.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
-    summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png], sweep_id,
-                               len(runs), {**cv_logged, **logo_logged})
+    results, extra = comparison.write_comparisons(comparison.load_runs(client, runs), out_dir,
+                                                  compare, n_boot)
+    page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
+                             collect(runs, report_html.generator_metrics(runs)), len(runs))
+    summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png, *extra, page],
+                               sweep_id, len(runs), {**cv_logged, **logo_logged})
                   if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
-            "n_runs": len(runs)}
+            "n_runs": len(runs), "html": page, "comparisons": results}
 
 
 

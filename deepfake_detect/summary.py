@@ -1,5 +1,5 @@
 """The results of a run as a user reads them: plain-text tables within 100 columns (file level
-first when files gave several windows, 95 % intervals, n), the shortcut baselines beside the
+first for audio files, 95 % intervals, n), the shortcut baselines beside the
 CNN and a one-line verdict when the CNN is not distinguishable from them. Printed at the end
 of a run and again when a finished config is asked for. No heavy imports."""
 
@@ -58,11 +58,16 @@ def level_table(result: Mapping[str, Any], names: Sequence[str], level: str) -> 
 
 
 def results_table(result: Mapping[str, Any], names: Sequence[str] | None = None) -> str:
-    """File level (when files gave several windows), then window level, then baselines."""
+    """File level (for audio files; alone when each file gave one window), then window
+    level, then baselines."""
     names = list(names) if names is not None else test_names(result)
     levels = [("file/", "file level (windows aggregated per file)")] if any(
         key.startswith(f"test/{n}/file/") for n in names for key in result) else []
-    levels.append(("", "window level (one row per clip)"))
+    if levels and all(result.get(f"test/{n}/file/n_files") == result.get(f"test/{n}/n_clips")
+                      for n in names):
+        levels = [("file/", "file level (one window per file)")]  # the same numbers twice
+    else:
+        levels.append(("", "window level (one row per clip)"))
     lines = []
     for level, title in levels:
         lines += [f"{title}; 95 % intervals over groups:", *level_table(result, names, level)]

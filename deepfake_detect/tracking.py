@@ -234,3 +234,32 @@ _CLIENTS: dict[str, Any] = {}
 def prepare_store() -> None:
     """sqlite stores shared by parallel jobs: do not pool connections."""
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
+
+
+def log_to_run(files: list[Path], run_id: str | None, uri: str, folder: str,
+               tags: Mapping[str, str] | None = None) -> str | None:
+    """Log ``files`` under ``folder/`` (and set ``tags``) in MLflow run ``run_id`` when the
+    store has it; the run id, or None (and why, as a message) when it could not."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not run_id:
+        log.info("the model names no MLflow run; files not logged")
+        return None
+    if is_local_sqlite(uri) and not sqlite_path(uri).is_file():
+        log.info("no MLflow store at %s; files not logged (--tracking-uri names another)", uri)
+        return None
+    prepare_store()
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        retry(lambda: client.get_run(run_id), "read run")
+    except MlflowException:
+        log.info("MLflow run %s is not in %s; files not logged", run_id, uri)
+        return None
+    for path in files:
+        retry(lambda f=path: client.log_artifact(run_id, str(f), folder),
+              f"log {folder} artifact")
+    for key, value in (tags or {}).items():
+        retry(lambda k=key, v=value: client.set_tag(run_id, k, v), "set tag")
+    log.info("logged %d files to MLflow run %s under %s/", len(files), run_id, folder)
+    return run_id

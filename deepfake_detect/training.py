@@ -48,6 +48,7 @@ from deepfake_detect.models.refs import init_from
 from deepfake_detect.models.resnet import load_backbone_weights
 from deepfake_detect.plan import SELECT, Plan, plan
 from deepfake_detect.provenance import SIMULATED_SOURCES, file_profile
+from deepfake_detect.robustness import run_curves, trainer_scorer
 from deepfake_detect.runs import RunDir
 from deepfake_detect.summary import finished_run, results_table
 
@@ -65,6 +66,9 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     resolved = to_plain(cfg)
     done = finished_run(resolved)
     if done is not None:
+        if (resolved.get("eval") or {}).get("curves"):
+            log.info("eval.curves is not part of a run's identity and this run is finished: "
+                     "use deepfake-detect-robustness --model %s", done.get("run_dir"))
         return done
     p = plan(resolved)
     if not scaling.is_rank_zero():  # an extra DDP process: rank 0 holds the lock
@@ -98,6 +102,7 @@ def run(p: Plan) -> dict[str, Any]:
         tester = trainer if trainer.world_size == 1 else test_trainer(p, run_dir)
         threshold, rule = choose_threshold(tester, model, dm, p.eval.threshold)
         result = test_and_package(p, tester, model, dm, tracked, (threshold, rule), selected)
+        robustness(p, tester, model, dm, tracked, threshold)
         explain(p, model, dm, tracked, threshold)
         tracked.finish(result)
     prune_checkpoints(run_dir.checkpoints, p.resolved["trainer"].get("keep_checkpoints", "best"))
@@ -245,6 +250,18 @@ def provenance(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[s
                 "fingerprint": hashlib.sha256(signature.encode()).hexdigest()[:16],
                 "generators": sorted({str(r["generator"]) for r in rows if int(r["label"])}),
                 "n_clips": len(rows), **file_profile(rows)}}
+
+
+def robustness(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
+               tracked: TrackedRun, threshold: float) -> None:
+    """Robustness curves on the test split (``eval.curves``), under ``robustness/``."""
+    if p.curves:
+        score = trainer_scorer(tester, model, dm.loader.batch_size)
+        meta = {"run_id": tracked.run_id, "train_distortion": p.distortion.name,
+                "seed": p.seed}
+        files = run_curves(dm, p.curves, score, threshold,
+                           tracked.run_dir.artifacts / "robustness", meta)
+        tracked.log_files(files, "robustness")
 
 
 def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,

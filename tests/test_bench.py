@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from deepfake_detect.bench.effects import EFFECTS
 from deepfake_detect.cli.bench import main
 
 pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
-FIGURES = {"a", "b", "b0", "b2", "c", "c0", "c1", "d", "e"}
+EFFECT_FIGURES = {f"f{i}" for i in range(1, len(EFFECTS) + 1)}
+FIGURES = {"a", "b", "b0", "b2", "c", "c0", "c1", "d", "e", *EFFECT_FIGURES}
 
 
 def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
@@ -34,7 +36,8 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
     b, b0 = figures["b"]["details"], figures["b0"]["details"]
     assert (b["rows_on_device"], b["num_workers"]) == (True, 0)
     assert (b0["rows_on_device"], b0["num_workers"]) == (False, 1)
-    assert all(figures[k]["ok"] in (True, False) for k in FIGURES - {"c0", "c1"})
+    assert all(figures[k]["ok"] in (True, False)
+               for k in FIGURES - {"c0", "c1", *EFFECT_FIGURES})
     assert figures["c1"]["value"] > 0 and figures["c1"]["details"]["clips_each"] == 4
     assert figures["c"]["details"]["identical"] is True  # any worker count, same cache
     c = figures["c"]["details"]
@@ -42,6 +45,9 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys) -> None:
     if c["cores"] > 1 and 2 * c["cores"] <= c["clips"]:  # a pool: its fork cost measured
         assert c["fork_s"] > 0
     assert figures["d"]["details"]["max_abs_db"] <= 0.01
+    effects = [figures[k]["details"] for k in sorted(EFFECT_FIGURES, key=lambda k: int(k[1:]))]
+    assert [e["spec"] for e in effects] == list(EFFECTS.values())  # every effect, in order
+    assert all(e["ms_per_clip"] > 0 and e["seconds"] == 10.0 for e in effects)
     table = capsys.readouterr().out
     for key in FIGURES:
         assert any(line.startswith(f"{key} ") for line in table.splitlines()), key

@@ -50,7 +50,7 @@ def test_experiments_are_selectable_from_any_directory(tmp_path: Path, monkeypat
     ("+trainer.no_such_flag=1", "trainer.no_such_flag"),
     ("+features.n_mel=64", "features.n_mel"),
     ("data.source.name=nope", "data.source.name"),
-    ("eval.distortions=[base,reverb]", "eval.distortions"),
+    ("eval.distortions=[base,flanger]", "eval.distortions"),
     ("distortion.pitch.low=5", "distortion.pitch.low"),
     ("distortion.crop=middle", "distortion.crop"),
 ])

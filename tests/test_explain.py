@@ -247,8 +247,8 @@ def test_enabling_explain_on_a_finished_run_points_to_the_command(finished: dict
     (["--model", "/nowhere/model.ckpt"], "model not found"),
     (["--model", "x", "explain.band_width=0"], "explain.band_width"),
     (["--model", "x", "no_such_key=1"], "bad override"),
-    (["--model", "x", "distortion=reverb"], "bad override"),
-    (["--model", "x", "explain.distortions=[reverb]"], "explain.distortions"),
+    (["--model", "x", "distortion=flanger"], "bad override"),
+    (["--model", "x", "explain.distortions=[flanger]"], "explain.distortions"),
     (["--model", "x", "just-a-word"], "KEY=VALUE"),
 ])
 def test_command_usage_errors_exit_2_without_traceback(args: list[str], message: str,

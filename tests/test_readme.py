@@ -19,8 +19,10 @@ from omegaconf import OmegaConf
 from deepfake_detect.cli import explain as explain_cli
 from deepfake_detect.cli import predict as predict_cli
 from deepfake_detect.cli import report as report_cli
+from deepfake_detect.cli import robustness as robustness_cli
+from deepfake_detect.config import compose as compose_config
 from deepfake_detect.config import conf_dir, to_plain
-from deepfake_detect.plan import plan
+from deepfake_detect.plan import distortion_preset, plan
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -79,12 +81,21 @@ def test_train_commands_compose_and_plan(command: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [c for c in commands() if c.startswith(
-    ("deepfake-detect-report", "deepfake-detect-predict", "deepfake-detect-explain"))])
+    ("deepfake-detect-report", "deepfake-detect-predict", "deepfake-detect-explain",
+     "deepfake-detect-robustness"))])
 def test_other_commands_parse(command: str) -> None:
     prog, *args = shlex.split(command)
-    parser = {"deepfake-detect-report": report_cli, "deepfake-detect-predict": predict_cli,
-              "deepfake-detect-explain": explain_cli}[prog].build_parser()
-    parser.parse_args(args)
+    cli = {"deepfake-detect-report": report_cli, "deepfake-detect-predict": predict_cli,
+           "deepfake-detect-explain": explain_cli,
+           "deepfake-detect-robustness": robustness_cli}[prog]
+    if prog == "deepfake-detect-robustness":
+        args = robustness_cli.join_values(args)
+        parsed = cli.build_parser().parse_args(args)
+        distortion_preset(parsed.distortion)  # a shipped preset
+        GlobalHydra.instance().clear()
+        compose_config("train", parsed.overrides)  # overrides the config accepts
+        return
+    cli.build_parser().parse_args(args)
 
 
 @pytest.mark.parametrize("command", [c for c in commands() + commands(GUIDE)

@@ -22,6 +22,7 @@ from deepfake_detect.data.sources import build_source
 from deepfake_detect.evaluate import Intervals
 from deepfake_detect.models import detector as detector_module
 from deepfake_detect.plan import plan
+from deepfake_detect.summary import results_table
 from deepfake_detect.training import train
 
 pytestmark = pytest.mark.slow
@@ -146,6 +147,20 @@ def test_file_level_metrics_are_the_per_file_csv(make_cfg, tmp_path: Path) -> No
     assert result["test/base/n_clips"] == len(windows) == 3 * len(files)
     low, high = (result[f"test/base/file/accuracy_ci_{end}"] for end in ("low", "high"))
     assert low <= result["test/base/file/accuracy"] <= high
+
+
+def test_audio_files_with_one_window_each_report_the_file_level_once(make_cfg,
+                                                                      tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "data", 8, "none", seconds=1.0)
+    result = train(make_cfg(*folder_overrides(root, "trainer.limit_test_batches=1.0",
+                                              "eval.baselines=[band_stats]")))
+    for prefix in ("test/base", "baseline/band_stats/test/base"):
+        for metric in ("accuracy", "auroc", "accuracy_ci_low", "accuracy_ci_high"):
+            assert result[f"{prefix}/file/{metric}"] == result[f"{prefix}/{metric}"]
+    assert result["test/base/file/n_files"] == result["test/base/n_clips"] > 0
+    table = results_table(result, ["base"])
+    assert "file level (one window per file)" in table and "window level" not in table
+    assert (Path(result["run_dir"]) / "artifacts" / "predictions_base_files.csv").is_file()
 
 
 def test_cross_validation_pools_the_folds_as_by_hand(tmp_path: Path, capsys) -> None:

@@ -13,7 +13,8 @@ c. cache build throughput with one worker per core vs. one worker -- goal >= 0.8
    the machine's own ceiling, one process per core running the same work with no cache);
 d. the batched torch log-mel on the training device (and on the CPU) vs. librosa: speed, and
    parity within ``torch_mel.PARITY_DB``;
-e. the peak RSS of cache builds of two sizes (fresh processes) and how it grows per clip.
+e. the peak RSS of cache builds of two sizes (fresh processes) and how it grows per clip;
+f. what each distortion effect costs per 10-second clip, next to pitch and tempo.
 
 ``tiny`` runs in well under a minute (the CI test); ``full`` uses the study's features
 (22.05 kHz, 10 s, 128 mels) on 256 clips, or 64 a core where that is more (so that c measures
@@ -35,6 +36,7 @@ import torch
 
 from deepfake_detect.bench import figures as fig
 from deepfake_detect.bench.clips import write_folder
+from deepfake_detect.bench.effects import effect_figures
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.cache import available_cores
 from deepfake_detect.data.features import FeatureConfig
@@ -60,6 +62,7 @@ class Size:
     clips_per_core: int = 0  # at least this many clips per core, so that c measures the
     # build's throughput rather than starting its workers (a fixed cost, see c's details)
     memory_features: dict[str, Any] = field(default_factory=dict)
+    effect_clips: int = 2  # 10-second clips each effect is timed on
 
 
 SIZES = {
@@ -68,7 +71,7 @@ SIZES = {
                  memory_features={"duration": 10.0}),
     "full": Size(clips=256, features=STUDY, batch_size=32, steps=2, rounds=3, mel_clips=16,
                  memory=(500, 2000), ceiling_clips=16, clips_per_core=64,
-                 memory_features={"duration": 10.0}),
+                 memory_features={"duration": 10.0}, effect_clips=4),
 }
 
 
@@ -125,6 +128,8 @@ def run(size: Size, device: str, audio: Path | None, workdir: Path,
     say(f"e: peak memory of cache builds ({size.memory[0]} and {size.memory[1]} clips)")
     mem_cfg = FeatureConfig(**size.memory_features)
     out.append(fig.memory_figure(list(size.memory), mem_cfg))
+    say(f"f: each distortion effect on {size.effect_clips} ten-second clips")
+    out += effect_figures(features.sample_rate, size.effect_clips)
     return out
 
 

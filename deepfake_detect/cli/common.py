@@ -1,4 +1,5 @@
-"""What every argparse command shares: verbosity flags and turning errors into exit codes."""
+"""What every argparse command shares: verbosity flags, turning errors into exit codes, and
+the arguments of the commands that run a trained model on a test set."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from deepfake_detect import console
-from deepfake_detect.errors import DeepfakeDetectError
+from deepfake_detect.errors import DeepfakeDetectError, UsageError
 
 log = logging.getLogger("deepfake_detect.cli")
 
@@ -43,3 +45,33 @@ def run(action: Callable[[], int], what: str = "the output") -> int:
     except OSError as err:
         print(f"error: cannot write {what}: {err}", file=sys.stderr)
         return 2
+
+
+def add_model_run_args(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """Overrides, ``--model``, ``--out``, MLflow, device and thread arguments of a command that
+    runs a trained model on the test split of a composed config."""
+    parser.add_argument("-m", "--model", required=True,
+                        help="model.ckpt bundle, run directory, MLflow run id, "
+                             "runs:/<run id>/model/model.ckpt or models:/<name>/<version>")
+    parser.add_argument("-o", "--out", type=Path, default=None, help=out_help)
+    parser.add_argument("--no-mlflow", action="store_true",
+                        help="do not log the files to the model's MLflow run")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: logger.tracking_uri, else "
+                             "$MLFLOW_TRACKING_URI, else sqlite:///<paths.root>/mlflow.db)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def check_model_run_args(args: argparse.Namespace) -> None:
+    """UsageError for an override without ``=`` or a thread count below 1; sets torch's CPU
+    threads when given."""
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise UsageError(f"{bad[0]!r} is not a KEY=VALUE override")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        import torch  # only the commands that run a model pay for it
+
+        torch.set_num_threads(args.threads)

@@ -14,12 +14,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-
-from deepfake_detect.cli.common import add_verbosity, parse, run
-from deepfake_detect.errors import UsageError
+from deepfake_detect.cli.common import (
+    add_model_run_args,
+    add_verbosity,
+    check_model_run_args,
+    parse,
+    run,
+)
 from deepfake_detect.explain.run import explain_model
 
 log = logging.getLogger("deepfake_detect.cli.explain")
@@ -37,21 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                "explain.band_width=2. Exit status: 0 done, 2 usage error.")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="Hydra overrides for the data, seed, distortion and explain.*")
-    parser.add_argument("-m", "--model", required=True,
-                        help="model.ckpt bundle, run directory, MLflow run id, "
-                             "runs:/<run id>/model/model.ckpt or models:/<name>/<version>")
-    parser.add_argument("-o", "--out", type=Path, default=None,
-                        help="output folder (default <paths.root>/explain/<run id>)")
+    add_model_run_args(parser, "output folder (default <paths.root>/explain/<run id>)")
     parser.add_argument("--label", default=None,
                         help="file name prefix (default: the source name, e.g. synthetic); "
                              "files are <kind>_<label>-<distortion>.*")
-    parser.add_argument("--no-mlflow", action="store_true",
-                        help="do not log the files to the model's MLflow run")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store (default: logger.tracking_uri, else "
-                             "$MLFLOW_TRACKING_URI, else sqlite:///<paths.root>/mlflow.db)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     add_verbosity(parser)
     return parser
 
@@ -65,13 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise UsageError(f"{bad[0]!r} is not a KEY=VALUE override")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    check_model_run_args(args)
     result = explain_model(args.model, args.overrides, out=args.out, label=args.label,
                            mlflow=not args.no_mlflow, tracking_uri=args.tracking_uri,
                            device=args.device)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deepfake_detect import tracking
 from deepfake_detect.cli.common import add_verbosity, parse, run
+from deepfake_detect.comparison import comparison_markdown
 from deepfake_detect.report import DEFAULT_METRICS, report
 
 log = logging.getLogger("deepfake_detect.cli.report")
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument("--no-summary-run", action="store_true",
                         help="do not log a summary run to MLflow")
+    parser.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
+                        help="a paired comparison of B against A: two run ids, or two "
+                             "training distortions (runs paired by seed); repeatable "
+                             "(default: every training distortion against base)")
+    parser.add_argument("--n-boot", type=int, default=1000,
+                        help="bootstrap replicates of the paired intervals (default 1000)")
     add_verbosity(parser)
     return parser
 
@@ -48,10 +55,13 @@ def _report(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or tracking.default_tracking_uri()
     out = args.out or tracking.outputs_root() / "report"
     result = report(uri, args.experiment, out, args.sweep_id, tuple(args.metrics),
-                    not args.no_summary_run)
+                    not args.no_summary_run,
+                    [tuple(p) for p in args.compare] if args.compare else None, args.n_boot)
     print(result["markdown"].read_text())
-    log.info("wrote %s and %s from %d runs%s", result["markdown"], result["heatmap"],
-             result["n_runs"],
+    if result["comparisons"]:
+        print(comparison_markdown(result["comparisons"]))
+    log.info("wrote %s, %s and %s from %d runs%s", result["markdown"], result["heatmap"],
+             result["html"], result["n_runs"],
              f"; summary run {result['summary_run_id']}" if result["summary_run_id"] else "")
     return 0
 

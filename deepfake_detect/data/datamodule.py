@@ -30,6 +30,7 @@ from deepfake_detect.data.cache import (
     available_cores,
 )
 from deepfake_detect.data.clips import Clip
+from deepfake_detect.data.decoded import DecodedSource, decode_request
 from deepfake_detect.data.device_rows import DEVICE_SHARE, DeviceRows, IndexDataset, fits
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.sources import Source, build_source
@@ -113,11 +114,11 @@ class FeatureWork:
     waveform: bool = False  # keep the distorted clip-length waveform instead of its log-mel
 
     @property
-    def warm_key(self) -> tuple[str, bool, bool, bool]:
+    def warm_key(self) -> tuple[str, bool, tuple[str, ...]]:
         """The code paths a clip takes (for the cache's once-per-process warm-up): the
-        source's decoding, log-mel or not, pitch shift, time stretch."""
-        return (type(self.source).__name__, self.waveform, self.distortion.pitch is not None,
-                self.distortion.tempo is not None)
+        source's decoding, log-mel or not, the kinds of effect (pitch shift, time stretch,
+        codec ...)."""
+        return (type(self.source).__name__, self.waveform, tuple(sorted(self.distortion.kinds)))
 
     def distorted(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
         """The clip decoded at the feature rate under the distortion, and its drawn params."""
@@ -251,7 +252,8 @@ class AudioDataModule(pl.LightningDataModule):
             _report_open_set(self.targets, self.entries)
         self._prepared = True
 
-    def _request(self, clips: list[Clip], split: str, distortion: dist.Distortion) -> Request:
+    def _request(self, clips: list[Clip], split: str, distortion: dist.Distortion,
+                 source: Source | None = None, desc: str | None = None) -> Request:
         parts = {"source": self.source.signature(), "split": split,
                  "clips": [c.clip_id for c in clips], "distortion": distortion.as_dict(),
                  "distortion_seed": self.seed, "features": self.features.as_dict()}
@@ -260,9 +262,9 @@ class AudioDataModule(pl.LightningDataModule):
             parts["features"] = {"store": "waveform", "sample_rate": self.features.sample_rate,
                                  "n_samples": self.features.n_samples}
             shape = (self.features.n_samples,)
-        work = FeatureWork(self.source, distortion, self.features, self.seed,
+        work = FeatureWork(source or self.source, distortion, self.features, self.seed,
                            self.store == "waveform")
-        return Request(parts, clips, work, shape, desc=f"{split}/{distortion.name}")
+        return Request(parts, clips, work, shape, desc=desc or f"{split}/{distortion.name}")
 
     @property
     def skipped(self) -> list[dict[str, Any]]:
@@ -400,6 +402,30 @@ class AudioDataModule(pl.LightningDataModule):
             return {"holdout_generator": held_out_name(self.source.clips(),
                                                        cfg.holdout_generator)}
         return {}
+
+    def split_entries(self, split: str, distortions: list[dist.Distortion],
+                      labels: list[str] | None = None) -> list[CacheEntry]:
+        """``split`` under each of ``distortions`` (cached like any test set, one pool for
+        all), each clip decoded once for all of them: missing entries read the split's clean
+        waveforms from a decoded entry (:mod:`deepfake_detect.data.decoded`)."""
+        splits = split_clips(self.source.clips(), self.split_cfg)
+        check_not_empty(splits, minimum=self.split_cfg.min_per_class)
+        clips = splits[split]
+        descs = [f"{split}/{label}" for label in labels] if labels else [None] * len(distortions)
+        requests = [self._request(clips, split, d, desc=desc)
+                    for d, desc in zip(distortions, descs, strict=True)]
+        if not all((self.cache.root / r.key).exists() for r in requests):
+            rate, n = self.features.sample_rate, self.features.n_samples
+            (clean, stats), = self.cache.get_or_build_many(
+                [decode_request(self.source, clips, split, rate, n)])
+            self.stats.add(stats)
+            source = DecodedSource(self.source, clean, rate)
+            requests = [self._request(clips, split, d, source, desc)
+                        for d, desc in zip(distortions, descs, strict=True)]
+        built = self.cache.get_or_build_many(requests)
+        for _, stats in built:
+            self.stats.add(stats)
+        return [entry for entry, _ in built]
 
     def describe(self) -> dict[str, Any]:
         out = {"clips": {name: len(e.rows) for name, e in self.entries.items()},

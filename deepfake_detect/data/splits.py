@@ -81,13 +81,19 @@ def split_clips(clips: list[Clip], cfg: SplitConfig) -> dict[str, list[Clip]]:
     return out
 
 
-def _assign_groups(clips: list[Clip], cfg: SplitConfig) -> dict[str, str]:
+def label_strata(clips: list[Clip]) -> dict[tuple[int, ...], list[str]]:
+    """The clips' groups (sorted) by the set of labels each group holds."""
     labels_of: dict[str, set[int]] = defaultdict(set)
     for clip in clips:
         labels_of[clip.group].add(clip.label)
     strata: dict[tuple[int, ...], list[str]] = defaultdict(list)
     for group in sorted(labels_of):
         strata[tuple(sorted(labels_of[group]))].append(group)
+    return strata
+
+
+def _assign_groups(clips: list[Clip], cfg: SplitConfig) -> dict[str, str]:
+    strata = label_strata(clips)
     rng = np.random.default_rng(cfg.seed)
     assignment: dict[str, str] = {}
     for key in sorted(strata):
@@ -140,12 +146,7 @@ def train_val(clips: list[Clip], val: float, seed: int) -> dict[str, list[Clip]]
 def share_of_groups(clips: list[Clip], fraction: float, seed: int) -> set[str]:
     """A ``fraction`` of the clips' groups, taken in each stratum of groups with the same
     label set (seeded)."""
-    labels_of: dict[str, set[int]] = defaultdict(set)
-    for clip in clips:
-        labels_of[clip.group].add(clip.label)
-    strata: dict[tuple[int, ...], list[str]] = defaultdict(list)
-    for group in sorted(labels_of):
-        strata[tuple(sorted(labels_of[group]))].append(group)
+    strata = label_strata(clips)
     rng = np.random.default_rng(seed)
     chosen: set[str] = set()
     for key in sorted(strata):

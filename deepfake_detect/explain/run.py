@@ -10,9 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
 from deepfake_detect import tracking
 from deepfake_detect.config import build, compose, require, to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
@@ -65,21 +62,4 @@ def explain_model(model: Any, overrides: Sequence[str] = (), *, out: Path | None
 
 def log_to_run(files: list[Path], run_id: str | None, uri: str) -> str | None:
     """Log ``files`` under ``explain/`` in the model's run when the store has it."""
-    if not run_id:
-        log.info("the model names no MLflow run; files not logged")
-        return None
-    if tracking.is_local_sqlite(uri) and not tracking.sqlite_path(uri).is_file():
-        log.info("no MLflow store at %s; files not logged (--tracking-uri names another)", uri)
-        return None
-    tracking.prepare_store()
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        tracking.retry(lambda: client.get_run(run_id), "read run")
-    except MlflowException:
-        log.info("MLflow run %s is not in %s; files not logged", run_id, uri)
-        return None
-    for path in files:
-        tracking.retry(lambda f=path: client.log_artifact(run_id, str(f), "explain"),
-                       "log explain artifact")
-    log.info("logged %d files to MLflow run %s under explain/", len(files), run_id)
-    return run_id
+    return tracking.log_to_run(files, run_id, uri, "explain")
