@@ -37,6 +37,7 @@ from deepfake_detect.errors import RunInProgress
 from deepfake_detect.scaling import resolve_trainer
 
 log = logging.getLogger(__name__)
+SWEEP_TAG, SWEEPS_TAG = "sweep_id", "sweep_ids"  # MLflow tags: the sweep that ran a run, all
 IF_RUNNING = ("auto", "wait", "refuse")  # auto: wait inside a sweep, refuse a single run
 
 

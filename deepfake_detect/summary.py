@@ -9,8 +9,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deepfake_detect.runs import finished_result, run_dir_for
-from deepfake_detect.tracking import SWEEP_TAG, join_sweep_at
+from deepfake_detect.runs import SWEEP_TAG, finished_result, run_dir_for
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +136,8 @@ def finished_run(resolved: Mapping[str, Any]) -> dict[str, Any] | None:
     log.info("MLflow run %s at %s", done.get("run_id", "?"), done.get("tracking_uri", "?"))
     sweep = ((resolved.get("logger") or {}).get("tags") or {}).get(SWEEP_TAG)
     if sweep and done.get("run_id") and done.get("tracking_uri"):  # reported by this sweep
+        from deepfake_detect.tracking import join_sweep_at  # MLflow: only inside a sweep
+
         join_sweep_at(str(done["tracking_uri"]), str(done["run_id"]), str(sweep))
     if (resolved.get("explain") or {}).get("enabled"):
         log.info("explain.enabled has no effect on a finished run; run "

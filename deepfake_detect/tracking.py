@@ -24,6 +24,7 @@ from mlflow.tracking._tracking_service import utils as mlflow_uri
 
 from deepfake_detect import identity
 from deepfake_detect.config import require
+from deepfake_detect.runs import SWEEP_TAG, SWEEPS_TAG
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,7 +193,6 @@ def set_terminated(uri: str, run_id: str, status: str) -> None:
         log.error("could not mark MLflow run %s as %s: %s", run_id, status, err)
 
 
-SWEEP_TAG, SWEEPS_TAG = "sweep_id", "sweep_ids"
 MAX_SWEEPS_TAG = 4000  # characters kept of sweep_ids (the oldest ids go first)
 
 

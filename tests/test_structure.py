@@ -100,3 +100,16 @@ def test_architecture_page_lists_every_module_and_nothing_else() -> None:
                 if p.is_dir() and (p / "__init__.py").exists()}
     assert sorted(present - listed) == [], "missing from docs/architecture.md"
     assert sorted(listed - present) == [], "listed in docs/architecture.md but not in the code"
+
+
+def test_the_training_command_starts_without_mlflow_or_torch() -> None:
+    """A finished job of a re-run sweep is reported from its stored result: the command's
+    imports must not pay for MLflow or torch (each is loaded when a run actually starts)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deepfake_detect.cli.train; "
+            "print(sorted(m for m in ('mlflow', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
