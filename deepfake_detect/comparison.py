@@ -202,33 +202,6 @@ def _aligned(a: Scored, b: Scored) -> tuple[np.ndarray, ...] | None:
             labels, np.array([a.clips[i][2] for i in ids]))
 
 
-def _replicate_diffs(sa: np.ndarray, sb: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                     thresholds: tuple[float, float], n_boot: int, seed: int
-                     ) -> dict[str, np.ndarray]:
-    """B minus A, accuracy and AUROC, on the full set (index 0) and each replicate: the
-    replicates of :func:`stats.paired_difference` (same draws, same seed)."""
-    sets = [np.arange(len(y)), *stats.replicates(groups, y, n_boot, seed)]
-    out: dict[str, list[float]] = {"accuracy": [], "auroc": []}
-    for index in sets:
-        ma = stats.detection_metrics(sa[index], y[index], thresholds[0])
-        mb = stats.detection_metrics(sb[index], y[index], thresholds[1])
-        for metric in out:
-            out[metric].append(mb[metric] - ma[metric])
-    return {m: np.array(v) for m, v in out.items()}
-
-
-def _interval(values: np.ndarray, n_groups: int, n_rows: int) -> stats.Interval:
-    """Point value ``values[0]``; the percentile interval of the replicates ``values[1:]``
-    (as :mod:`deepfake_detect.stats` takes it: NaN when fewer than half are defined)."""
-    reps = values[1:]
-    finite = reps[~np.isnan(reps)]
-    if len(finite) < max(10, len(reps) // 2):
-        return stats.Interval(float(values[0]), float("nan"), float("nan"), n_groups, n_rows)
-    tail = 100 * (1 - stats.LEVEL) / 2
-    return stats.Interval(float(values[0]), float(np.percentile(finite, tail)),
-                          float(np.percentile(finite, 100 - tail)), n_groups, n_rows)
-
-
 def compare_test(a: str, b: str, test: str, pairs: Sequence[tuple[RunData, RunData]],
                  n_boot: int = stats.N_BOOT, seed: int = 0) -> Paired | None:
     """B minus A on ``test``, pooled over ``pairs`` that scored the same clips."""
@@ -243,12 +216,12 @@ def compare_test(a: str, b: str, test: str, pairs: Sequence[tuple[RunData, RunDa
     weights, diffs, correct_a, correct_b, per_pair = [], [], [], [], []
     for ra, rb, (sa, sb, y, groups) in parts:
         thresholds = (ra.tests[test].threshold, rb.tests[test].threshold)
-        d = _replicate_diffs(sa, sb, y, groups, thresholds, n_boot, seed)
+        d = stats.paired_replicates(sb, sa, y, groups, thresholds[::-1], n_boot, seed)  # B - A
         right_a, right_b = (sa >= thresholds[0]) == y, (sb >= thresholds[1]) == y
         n_groups = len(set(groups))
         per_pair.append({"seed": ra.seed, "a": ra.run_id, "b": rb.run_id,
-                         "accuracy": _interval(d["accuracy"], n_groups, len(y)),
-                         "auroc": _interval(d["auroc"], n_groups, len(y)),
+                         "accuracy": stats.interval_of(d["accuracy"], n_groups, len(y)),
+                         "auroc": stats.interval_of(d["auroc"], n_groups, len(y)),
                          "mcnemar_p": stats.mcnemar_p(right_a, right_b)})
         weights.append(len(y))
         diffs.append(d)
@@ -261,8 +234,8 @@ def compare_test(a: str, b: str, test: str, pairs: Sequence[tuple[RunData, RunDa
     n = int(w.sum())
     both_a, both_b = np.concatenate(correct_a), np.concatenate(correct_b)
     return Paired(a, b, test, [(ra.run_id, rb.run_id) for ra, rb, _ in parts],
-                  _interval(pooled["accuracy"], n_groups, n), _interval(pooled["auroc"],
-                                                                        n_groups, n),
+                  stats.interval_of(pooled["accuracy"], n_groups, n),
+                  stats.interval_of(pooled["auroc"], n_groups, n),
                   stats.mcnemar_p(both_a, both_b), float(both_a.mean()), float(both_b.mean()),
                   per_pair)
 

@@ -161,23 +161,39 @@ def intervals(scores: Sequence[float], labels: Sequence[int], groups: Sequence[s
             for m in metrics}
 
 
+def paired_replicates(a: Sequence[float], b: Sequence[float], labels: Sequence[int],
+                      groups: Sequence[str], thresholds: tuple[float, float] = (0.5, 0.5),
+                      n_boot: int = N_BOOT, seed: int = 0,
+                      metrics: Sequence[str] = ("accuracy", "auroc")) -> dict[str, np.ndarray]:
+    """Each metric of model A minus model B on the same rows: the full set at index 0, then
+    one value per paired group-bootstrap replicate (both models see the same groups)."""
+    sa, y = _arrays(a, labels)
+    sb, _ = _arrays(b, labels)
+    out: dict[str, list[float]] = {m: [] for m in metrics}
+    for index in [np.arange(len(y)), *replicates(groups, y, n_boot, seed)]:
+        ma = detection_metrics(sa[index], y[index], thresholds[0])
+        mb = detection_metrics(sb[index], y[index], thresholds[1])
+        for metric in metrics:
+            out[metric].append(ma[metric] - mb[metric])
+    return {m: np.asarray(v, dtype=np.float64) for m, v in out.items()}
+
+
+def interval_of(values: np.ndarray, n_groups: int, n_rows: int,
+                level: float = LEVEL) -> Interval:
+    """The point value ``values[0]`` with the percentile interval of the replicates
+    ``values[1:]`` (NaN when fewer than half of them are defined)."""
+    return Interval(float(values[0]), *_percentiles(list(values[1:]), level), n_groups,
+                    n_rows)
+
+
 def paired_difference(metric: str, a: Sequence[float], b: Sequence[float],
                       labels: Sequence[int], groups: Sequence[str],
                       thresholds: tuple[float, float] = (0.5, 0.5), n_boot: int = N_BOOT,
                       level: float = LEVEL, seed: int = 0) -> Interval:
     """``metric`` of model A minus model B on the same rows, with a paired group-bootstrap
     interval (both models see the same resampled groups in each replicate)."""
-    sa, y = _arrays(a, labels)
-    sb, _ = _arrays(b, labels)
-
-    def diff(index: np.ndarray) -> float:
-        return (detection_metrics(sa[index], y[index], thresholds[0])[metric]
-                - detection_metrics(sb[index], y[index], thresholds[1])[metric])
-
-    everything = np.arange(len(y))
-    values = [diff(index) for index in replicates(groups, y, n_boot, seed)]
-    return Interval(diff(everything), *_percentiles(values, level),
-                    len({str(g) for g in groups}), len(y))
+    values = paired_replicates(a, b, labels, groups, thresholds, n_boot, seed, (metric,))
+    return interval_of(values[metric], len({str(g) for g in groups}), len(labels), level)
 
 
 def mcnemar_p(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> float:
