@@ -42,6 +42,18 @@ class Grid:
             return float("nan"), float("nan"), 0
         return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0, len(xs)
 
+    def text(self, metric: str, row: str, col: str) -> str:
+        """A cell as the report shows it: mean ± std (n runs), or one run's value with its
+        interval."""
+        mean, std, n = self.cell(metric, row, col)
+        if n == 0:
+            return "–"
+        low, _, n_low = self.cell(f"{metric}_ci_low", row, col)
+        high, _, _ = self.cell(f"{metric}_ci_high", row, col)
+        if n == 1 and n_low == 1:
+            return f"{mean:.3f} [{low:.3f}, {high:.3f}] (1)"
+        return f"{mean:.3f} ± {std:.3f} ({n})"
+
 
 def ordered(names: set[str], order: list[str] | tuple[str, ...] = ()) -> list[str]:
     """``names`` in ``order`` first (the runs' ``eval.distortions``), the rest sorted."""
@@ -99,21 +111,10 @@ def markdown(grid: Grid, metrics: tuple[str, ...], title: str, level: str = "") 
         out += [f"## {metric}", "", "| train \\ test | " + " | ".join(grid.cols) + " |",
                 "|---|" + "---|" * len(grid.cols)]
         for row in grid.rows:
-            out.append(f"| {row} | " + " | ".join(_cell(grid, metric, row, col)
+            out.append(f"| {row} | " + " | ".join(grid.text(metric, row, col)
                                                   for col in grid.cols) + " |")
         out.append("")
     return "\n".join(out)
-
-
-def _cell(grid: Grid, metric: str, row: str, col: str) -> str:
-    mean, std, n = grid.cell(metric, row, col)
-    if n == 0:
-        return "–"
-    low, _, n_low = grid.cell(f"{metric}_ci_low", row, col)
-    high, _, _ = grid.cell(f"{metric}_ci_high", row, col)
-    if n == 1 and n_low == 1:
-        return f"{mean:.3f} [{low:.3f}, {high:.3f}] (1)"
-    return f"{mean:.3f} ± {std:.3f} ({n})"
 
 
 def heatmap(grid: Grid, metrics: tuple[str, ...], title: str, path: Path) -> Path:

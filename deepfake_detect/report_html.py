@@ -34,14 +34,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def matrix(grid: Any, metric: str) -> str:
-    """One metric of the train × test matrix: mean ± std (n runs)."""
-    rows = []
-    for row in grid.rows:
-        cells = []
-        for col in grid.cols:
-            mean, std, n = grid.cell(metric, row, col)
-            cells.append("–" if n == 0 else f"{mean:.3f} ± {std:.3f} ({n})")
-        rows.append([html.escape(row), *cells])
+    """One metric of the train × test matrix, cells as in report.md."""
+    rows = [[html.escape(row), *(grid.text(metric, row, col) for col in grid.cols)]
+            for row in grid.rows]
     return table(["train \\ test", *grid.cols], rows)
 
 

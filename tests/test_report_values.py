@@ -164,3 +164,17 @@ def test_report_on_a_real_mlflow_store(tmp_path: Path) -> None:
     assert again["n_runs"] == 5 and again["summary_run_id"] is None
     assert re.search(r"\| base \| 1\.000 ± 0\.000 \(3\) \| 0\.733 ± 0\.153 \(3\) \|",
                      again["markdown"].read_text())
+
+
+def test_report_html_and_markdown_show_the_same_cells() -> None:
+    from deepfake_detect.report_html import matrix
+
+    values = {"accuracy": {("base", "base"): [0.8], ("base", "pitch"): [0.6, 0.7]},
+              "accuracy_ci_low": {("base", "base"): [0.7]},
+              "accuracy_ci_high": {("base", "base"): [0.9]}}
+    grid = report.Grid(["base"], ["base", "pitch"], values, 2)
+    page = matrix(grid, "accuracy")
+    assert "<td>0.800 [0.700, 0.900] (1)</td>" in page  # one run: its interval
+    assert "<td>0.650 ± 0.071 (2)</td>" in page  # runs: mean ± sd
+    md = report.markdown(grid, ("accuracy",), "t")
+    assert "| base | 0.800 [0.700, 0.900] (1) | 0.650 ± 0.071 (2) |" in md
