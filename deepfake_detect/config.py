@@ -41,7 +41,7 @@ def build(cls: type[T], node: Mapping[str, Any] | DictConfig | None, prefix: str
     try:
         return cls(**values)
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+        raise err.under(prefix) from None
 
 
 def require(condition: bool, key: str, message: str) -> None:

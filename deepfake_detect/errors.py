@@ -1,5 +1,7 @@
 """Errors that carry a message meant for the user, not a traceback."""
 
+from __future__ import annotations
+
 
 class DeepfakeDetectError(Exception):
     """Base class: the CLI prints the message and exits non-zero."""
@@ -9,8 +11,13 @@ class ConfigError(DeepfakeDetectError, ValueError):
     """A config value is invalid: the message names the key and what is allowed."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"config key '{key}': {message}")
+
+    def under(self, prefix: str, suffix: str = "") -> ConfigError:
+        """The same error for the key ``<prefix>.<key>`` (a node checked on its own, then
+        placed in the config), its message extended by ``suffix``."""
+        return ConfigError(f"{prefix}.{self.key}", self.message + suffix)
 
 
 class DataError(DeepfakeDetectError):

@@ -140,7 +140,7 @@ def build_distortion(node: dict[str, Any], prefix: str) -> Distortion:
     try:
         return Distortion.from_dict(node)
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+        raise err.under(prefix) from None
     except TypeError as err:
         raise ConfigError(prefix, f"{err}; allowed keys: {', '.join(DISTORTION_KEYS)}") from None
 
@@ -151,9 +151,7 @@ def check_rate(d: Distortion, sample_rate: int, prefix: str) -> None:
     try:
         d.check_rate(sample_rate)
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err.key}",
-                          f"{str(err).split(': ', 1)[1]} (features.sample_rate "
-                          f"{sample_rate})") from None
+        raise err.under(prefix, f" (features.sample_rate {sample_rate})") from None
 
 
 def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
@@ -244,7 +242,7 @@ def curve_points(spec: CurveSpec, prefix: str, sample_rate: int,
     try:
         points = [at_strength(base, value, spec.effect) for value in spec.values]
     except ConfigError as err:
-        raise ConfigError(f"{prefix}.{err.key}", str(err).split(": ", 1)[1]) from None
+        raise err.under(prefix) from None
     for point in points:
         check_rate(point, sample_rate, f"{prefix} ({spec.distortion})")
     return points

@@ -110,8 +110,7 @@ class Distortion:
             try:
                 effect.check_rate(sr)
             except ConfigError as err:
-                raise ConfigError(f"effects.{index}.{err.key}",
-                                  str(err).split(": ", 1)[1]) from None
+                raise err.under(f"effects.{index}") from None
 
 
 DISTORTION_KEYS = tuple(f.name for f in fields(Distortion))
@@ -123,7 +122,7 @@ def _effect(node: Any, index: int) -> Effect:
     try:
         return build_effect(node)
     except ConfigError as err:
-        raise ConfigError(f"effects.{index}.{err.key}", str(err).split(": ", 1)[1]) from None
+        raise err.under(f"effects.{index}") from None
     except TypeError as err:
         raise ConfigError(f"effects.{index}", str(err)) from None
 
