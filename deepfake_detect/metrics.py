@@ -162,7 +162,7 @@ def write_predictions(path: Path, rows: list[dict[str, Any]], scores: np.ndarray
             classes[int(np.argmax(probs[i]))], *(f"{p:.6f}" for p in probs[i])]
         writer.writerow([row["clip_id"], row.get("group", ""), file_key(row), row["generator"],
                          row["label"], f"{score:.6f}", int(score >= threshold), *attribution,
-                         *(_cell(params[k]) if k in params else "" for k in param_keys)])
+                         *(param_text(params[k]) if k in params else "" for k in param_keys)])
     return io.write_text(path, buffer.getvalue())
 
 
@@ -179,6 +179,7 @@ def write_file_predictions(path: Path, rows: list[dict[str, Any]], scores: np.nd
     return io.write_text(path, buffer.getvalue())
 
 
-def _cell(value: Any) -> str:
+def param_text(value: Any) -> str:
+    """A drawn distortion parameter as a predictions CSV cell (numbers to 4 decimals)."""
     return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) \
         else str(value)

@@ -33,6 +33,7 @@ from deepfake_detect import io, stats
 from deepfake_detect.data.cache import CacheEntry
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion, strength_label
+from deepfake_detect.metrics import param_text
 from deepfake_detect.plan import CurveSpec
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def predictions_csv(curve: Curve) -> str:
             params = r.get("params", {})
             writer.writerow([f"{p.value:g}", r["clip_id"], r["group"], r["generator"],
                              r["label"], f"{r['score']:.6f}", int(r["score"] >= curve.threshold),
-                             *(f"{params[k]:.4f}" if k in params else "" for k in keys)])
+                             *(param_text(params[k]) if k in params else "" for k in keys)])
     return buffer.getvalue()
 
 
