@@ -102,15 +102,26 @@ def read_predictions(path: Path, value_key: str | None = None
     return dict(out)
 
 
-def load_runs(client: Any, runs: Sequence[Any]) -> list[RunData]:
-    """Each run's test-set and curve predictions from its artifacts."""
+def run_label(run: Any) -> str | None:
+    """The training distortion an MLflow run was trained on (what comparisons pair by)."""
+    return run.data.tags.get("train_distortion") or run.data.params.get("distortion.name")
+
+
+def needs_predictions(runs: Sequence[Any], compare: Sequence[Any] | None) -> bool:
+    """Whether any pair can be compared: explicit pairs, or two training distortions."""
+    return compare is not None or len({run_label(r) for r in runs} - {None}) > 1
+
+
+def load_runs(client: Any, runs: Sequence[Any], predictions: bool = True) -> list[RunData]:
+    """Each run's curves and (``predictions``: only when pairs will be compared) its
+    test-set and curve predictions, from its artifacts."""
     out = []
     quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar per small file
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for run in runs:
-                data = _load_run(client, run, Path(tmp) / run.info.run_id)
+                data = _load_run(client, run, Path(tmp) / run.info.run_id, predictions)
                 if data is not None:
                     out.append(data)
     finally:
@@ -121,8 +132,8 @@ def load_runs(client: Any, runs: Sequence[Any]) -> list[RunData]:
     return sorted(out, key=lambda d: d.start)  # oldest first: the sweep's order
 
 
-def _load_run(client: Any, run: Any, tmp: Path) -> RunData | None:
-    label = run.data.tags.get("train_distortion") or run.data.params.get("distortion.name")
+def _load_run(client: Any, run: Any, tmp: Path, predictions: bool = True) -> RunData | None:
+    label = run_label(run)
     if not label:
         return None
     seed = run.data.params.get("seed")
@@ -141,13 +152,15 @@ def _load_run(client: Any, run: Any, tmp: Path) -> RunData | None:
                 run.info.run_id, item.path, str(tmp))).read_text())
             stem = name[len("curve_"):-len(".json")]
             data.curves[stem] = curve
+            if not predictions:
+                continue
             pred = Path(client.download_artifacts(
                 run.info.run_id, f"robustness/curve_{stem}_predictions.csv", str(tmp)))
             for value, clips in read_predictions(pred, curve["parameter"]).items():
                 data.tests[f"{stem}[{curve['parameter']}={value}]"] = Scored(
                     clips, float(curve["threshold"]))
                 groups.update({c: v[2] for c, v in clips.items()})
-    for item in client.list_artifacts(run.info.run_id):
+    for item in client.list_artifacts(run.info.run_id) if predictions else []:
         name = Path(item.path).name
         # per-window predictions only (the pairing is by clip; intervals resample groups)
         if name.startswith("predictions_") and name.endswith(".csv") \

@@ -191,8 +191,8 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     text += "\n".join(["", *cv_lines, *logo_lines])
     md = io.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
-    results, extra = comparison.write_comparisons(comparison.load_runs(client, runs), out_dir,
-                                                  compare, n_boot)
+    loaded = comparison.load_runs(client, runs, comparison.needs_predictions(runs, compare))
+    results, extra = comparison.write_comparisons(loaded, out_dir, compare, n_boot)
     page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
                              collect(runs, report_html.generator_metrics(runs)), len(runs))
     summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png, *extra, page],

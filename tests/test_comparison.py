@@ -192,3 +192,18 @@ def test_report_overlays_curves_and_writes_a_self_contained_page(tmp_path: Path,
                         "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
     assert "| base | 0.500 | 0.500 | 0.000 [0.000, 0.000] | 0.000 [0.000, 0.000] | 1 |" in out
+
+
+def test_predictions_are_read_only_when_some_pair_can_be_compared() -> None:
+    from types import SimpleNamespace
+
+    from deepfake_detect.comparison import needs_predictions
+
+    def mlflow_run(label: str) -> SimpleNamespace:
+        return SimpleNamespace(data=SimpleNamespace(tags={"train_distortion": label},
+                                                    params={}))
+
+    folds = [mlflow_run("base") for _ in range(5)]  # a k-fold study: nothing to pair
+    assert not needs_predictions(folds, None)
+    assert needs_predictions(folds, [("r1", "r2")])  # explicit pairs of run ids
+    assert needs_predictions([*folds, mlflow_run("combined")], None)

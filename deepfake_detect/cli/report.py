@@ -60,8 +60,9 @@ def _report(args: argparse.Namespace) -> int:
     print(result["markdown"].read_text())
     if result["comparisons"]:
         print(comparison_markdown(result["comparisons"]))
-    log.info("wrote %s, %s and %s from %d runs%s", result["markdown"], result["heatmap"],
-             result["html"], result["n_runs"],
+    n = result["n_runs"]
+    log.info("wrote %s, %s and %s from %d run%s%s", result["markdown"], result["heatmap"],
+             result["html"], n, "" if n == 1 else "s",
              f"; summary run {result['summary_run_id']}" if result["summary_run_id"] else "")
     return 0
 
