@@ -268,17 +268,13 @@ def robustness_model(model: Any, distortion: str, values: Sequence[float],
     go to ``out`` and, when the model's MLflow run is in the store, to it under
     ``robustness/``."""
     from deepfake_detect import tracking
-    from deepfake_detect.config import build, compose, require, to_plain
+    from deepfake_detect.config import build
     from deepfake_detect.inference import resolve_device
-    from deepfake_detect.models.refs import load_model
+    from deepfake_detect.models.refs import load_model, model_job
     from deepfake_detect.plan import curve_points
 
-    resolved = to_plain(compose("train", overrides))
-    seed = resolved.get("seed", 0)
-    require(isinstance(seed, int) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")
-    outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
-    logger = build(tracking.LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
-    uri = tracking_uri or logger.tracking_uri or tracking.default_tracking_uri(outputs)
+    job = model_job(overrides, tracking_uri)
+    resolved, seed, uri = job.resolved, job.seed, job.tracking_uri
     spec = build(CurveSpec, {"distortion": distortion, "values": list(values),
                              "effect": effect}, "robustness")
     loaded = load_model(model, uri)
@@ -291,8 +287,7 @@ def robustness_model(model: Any, distortion: str, values: Sequence[float],
     curve, = compute_curves(dm, [(spec, points)], loop_scorer(detector, dm.loader.batch_size),
                             loaded.threshold, n_boot)
     run_id = loaded.meta.get("run_id")
-    out = Path(out) if out else (outputs / "robustness"
-                                 / str(run_id or Path(loaded.source).parent.name))
+    out = Path(out) if out else job.out_dir("robustness", loaded)
     meta = {"source": str(loaded.source), "run_id": run_id,
             "train_distortion": loaded.meta.get("train_distortion"),
             "threshold_rule": loaded.threshold_rule, "seed": seed}

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_detect import tracking
-from deepfake_detect.config import build, compose, require, to_plain
+from deepfake_detect.config import build
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion
 from deepfake_detect.explain.analysis import ExplainConfig, explain_test_set
 from deepfake_detect.inference import resolve_device
-from deepfake_detect.models.refs import load_model
+from deepfake_detect.models.refs import load_model, model_job
 from deepfake_detect.plan import build_distortion, distortion_preset
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,15 @@ def explain_model(model: Any, overrides: Sequence[str] = (), *, out: Path | None
                   device: str = "auto") -> dict[str, Any]:
     """Explain ``model`` on the configured data; returns the files written, where they were
     logged (MLflow run id or None) and the output folder."""
-    resolved = to_plain(compose("train", overrides))
+    job = model_job(overrides, tracking_uri)
+    resolved, seed, uri = job.resolved, job.seed, job.tracking_uri
     cfg = build(ExplainConfig, resolved.get("explain"), "explain")
-    seed = resolved.get("seed", 0)
-    require(isinstance(seed, int) and seed >= 0, "seed", f"must be an integer >= 0, got {seed!r}")
-    outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
-    logger = build(tracking.LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
-    uri = tracking_uri or logger.tracking_uri or tracking.default_tracking_uri(outputs)
     distortions = distortions_to_explain(resolved, cfg.distortions)
     loaded = load_model(model, uri)
     cfg.check_features(loaded.features)
     detector = loaded.detector.to(resolve_device(device))
     run_id = loaded.meta.get("run_id")
-    out = Path(out) if out else outputs / "explain" / str(run_id or Path(loaded.source).parent.name)
+    out = Path(out) if out else job.out_dir("explain", loaded)
     dm = AudioDataModule(resolved["data"], loaded.features, distortions[0], distortions, seed)
     prefix = label or str(resolved["data"]["source"].get("name", "data"))
     log.info("%s", loaded.describe())
