@@ -59,8 +59,11 @@ class LoaderConfig:
     pin_memory: bool | str = "auto"  # auto: pinned when CUDA is available
     persistent_workers: bool = True  # only with num_workers > 0
     on_device: bool | str = "auto"  # keep cached rows in the training device's memory
+    balance: str = "none"  # sampler: each training epoch draws the classes equally often
 
     def __post_init__(self) -> None:
+        require(self.balance in BALANCE, "balance",
+                f"must be one of {', '.join(BALANCE)}, got {self.balance!r}")
         require(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size",
                 f"must be a positive integer, got {self.batch_size!r}")
         require(self.num_workers == "auto"
@@ -158,6 +161,34 @@ class FeatureDataset(Dataset):
         # A view of the (copy-on-write) memory map: collation makes the only copy.
         x = torch.from_numpy(self.features[index])
         return x.unsqueeze(0), int(self.labels[index]), index
+
+
+BALANCE = ("none", "sampler")
+
+
+class BalancedShuffle(Sampler[int]):
+    """``data.loader.balance: sampler``: an epoch of ``len(targets)`` indices drawn with
+    replacement, each class equally likely; like :class:`EpochShuffle`, the draw depends only
+    on (seed, epoch), so a resumed run sees the same batches."""
+
+    def __init__(self, targets: np.ndarray, seed: int):
+        self.seed, self.epoch = seed, 0
+        targets = np.asarray(targets)
+        classes, counts = np.unique(targets, return_counts=True)
+        share = dict(zip(classes.tolist(), (1.0 / (len(classes) * counts)).tolist(),
+                         strict=True))
+        self.weights = torch.tensor([share[t] for t in targets.tolist()], dtype=torch.double)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.multinomial(self.weights, len(self.weights), replacement=True,
+                                      generator=generator).tolist())
 
 
 class EpochShuffle(Sampler[int]):
@@ -316,7 +347,11 @@ class AudioDataModule(pl.LightningDataModule):
             dataset = FeatureDataset(self.entries[name], targets)
             device = self._batch_device()
             workers, pin = cfg.workers_for(device), cfg.pin_for(device)
-        sampler = EpochShuffle(len(dataset), self.seed) if shuffle else None
+        sampler: Sampler[int] | None = None
+        if shuffle and cfg.balance == "sampler" and targets is not None and len(targets):
+            sampler = BalancedShuffle(targets, self.seed)
+        elif shuffle:
+            sampler = EpochShuffle(len(dataset), self.seed)
         # Linux: fork, as torch always did there; joblib's loky workers and Python >= 3.14
         # default to start methods that re-import everything in every loader worker (the
         # dataset itself pickles as its path, so those work too, only slower to start).

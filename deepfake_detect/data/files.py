@@ -14,9 +14,9 @@ import json
 import logging
 import os
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -190,12 +190,20 @@ class FileSource:
 
     name = "files"
     cfg: FileSourceConfig
+    # The one constructor path of the rooted sources (folder, fakemusiccaps, sonics): their
+    # options dataclass, and what ``data.source.root`` must name (for its error message).
+    config: type[FileSourceConfig] | None = None
+    root_help: str = "the dataset's folder"
 
-    def __init__(self) -> None:
+    def __init__(self, **params: Any) -> None:
         self._clips: list[Clip] | None = None
         self._digest: str | None = None
         # Folders that could not be listed: {"path", "reason", "label"} (skipped.csv rows).
         self.unlisted: list[dict[str, Any]] = []
+        if self.config is not None:
+            self.cfg = build(self.config, tuple_fields(self.config, params), "data.source")
+            self.root = required_path(getattr(self.cfg, "root", None), "data.source.root",
+                                      self.root_help)
 
     def list_files(self) -> list[Clip]:
         raise NotImplementedError
@@ -252,6 +260,27 @@ def _check_unique(clips: list[Clip], name: str) -> None:
         if clip.clip_id in seen:
             raise DataError(f"{name} source: clip id {clip.clip_id!r} appears twice")
         seen.add(clip.clip_id)
+
+
+def tuple_fields(config: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with lists turned into tuples for the fields of ``config`` whose default is
+    a tuple (Hydra gives lists; the frozen options hold tuples)."""
+    tuples = {f.name for f in fields(config)
+              if isinstance(f.default, tuple) or f.default_factory is tuple}  # type: ignore[misc]
+    return {key: tuple(value) if key in tuples and isinstance(value, list) else value
+            for key, value in params.items()}
+
+
+def imbalance_line(name: str, clips: list[Clip]) -> str:
+    """One line with the clips per class and their ratio (``5,521 human : 27,605
+    AI-generated (1 : 5.0)``), which every rooted source logs after listing."""
+    counts = Counter(clip.label for clip in clips)
+    human, ai = counts[0], counts[1]
+    ratio = (f"1 : {ai / human:.1f}" if human and ai >= human else
+             f"{human / ai:.1f} : 1" if ai else "AI-generated only" if not human else
+             "human only")
+    return (f"{name}: {human:,} human and {ai:,} AI-generated file(s) listed ({ratio}); "
+            "data.loader.balance=sampler evens the classes in training")
 
 
 def relative_id(path: Path, root: Path) -> str:

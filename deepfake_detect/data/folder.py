@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepfake_detect.config import build, one_of, require
+from deepfake_detect.config import one_of, require
 from deepfake_detect.data import audio
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.files import (
@@ -29,7 +29,6 @@ from deepfake_detect.data.files import (
     list_folder,
     normalise_extensions,
     relative_id,
-    required_path,
 )
 from deepfake_detect.errors import ConfigError, DataError
 
@@ -82,16 +81,10 @@ class FolderSource(FileSource):
     """Audio files sorted into class directories."""
 
     name = "folder"
-
-    def __init__(self, **params: Any):
-        super().__init__()
-        if isinstance(params.get("extensions"), list):
-            params["extensions"] = tuple(params["extensions"])
-        self.cfg = build(FolderConfig, params, "data.source")
-        self.root = required_path(self.cfg.root, "data.source.root",
-                                  "a folder holding class directories (<root>/human/, "
-                                  "<root>/ai/ ...)")
-        self._names: dict[str, dict[str, str]] | None = None
+    config = FolderConfig
+    root_help = "a folder holding class directories (<root>/human/, <root>/ai/ ...)"
+    cfg: FolderConfig
+    _names: dict[str, dict[str, str]] | None = None  # generators_csv, read once
 
     def _layout(self) -> str:
         names = sorted(self.cfg.classes, key=lambda n: (self.cfg.classes[n], n))

@@ -4,6 +4,7 @@ the reason they must be skipped for, and the layouts of every file source."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,24 @@ def write_good(path: Path, index: int, ext: str | None = None) -> Path:
         len(t))
     data = wave if channels == 1 else np.stack([wave, np.roll(wave, 7)], axis=1)
     sf.write(path, data.astype(np.float32), sr)
+    return path
+
+
+def write_download(path: Path, index: int, ext: str) -> Path:
+    """A song as a downloader leaves it: ``.opus`` (Ogg Opus, 48 kHz), ``.m4a`` / ``.webm``
+    (their containers' opening bytes: only ffmpeg decodes those), else :func:`write_good`."""
+    path = path.with_suffix(ext)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ext == ".opus":
+        t = np.arange(48000 * 2) / 48000
+        sf.write(path, (0.3 * np.sin(2 * np.pi * (200 + 40 * index) * t)).astype(np.float32),
+                 48000, format="OGG", subtype="OPUS")
+    elif ext == ".m4a":
+        path.write_bytes(b"\x00\x00\x00\x18ftypM4A \x00\x00\x02\x00isomiso2" + bytes(4000))
+    elif ext == ".webm":
+        path.write_bytes(b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01webm" + bytes(4000))
+    else:
+        write_good(path, index, ext)
     return path
 
 
@@ -159,51 +178,115 @@ def make_manifest(root: Path) -> tuple[Path, dict[str, str]]:
 FMC_GENERATORS = ["MusicGen_medium", "musicldm", "audioldm2", "stable_audio_open", "mustango"]
 
 
-def make_fakemusiccaps(root: Path, n_ytids: int = 12, sunocaps: bool = True) -> dict[str, str]:
-    """Every ytid has a real MusicCaps clip and one or two generated ones."""
+def fmc_ytid(i: int) -> str:
+    """An 11-character YouTube id; every third one holds ``_`` (cut short in SunoCaps)."""
+    return f"Ab{i:03d}_cD-eF" if i % 3 == 1 else f"-x{i:03d}Kq9vZ"
+
+
+def make_fakemusiccaps(root: Path, n_ytids: int = 12, sunocaps: bool = True,
+                       real: bool = True, no_real: tuple[int, ...] = (10,)) -> dict[str, str]:
+    """FakeMusicCaps as unpacked from its zip: MusicCaps/<ytid>.wav (not for the ytids in
+    ``no_real``; none with ``real=False``, a copy with the fakes only), one or two generators
+    per ytid, SunoCaps/ with one exact ytid name, one cut at its first ``_`` and one matching
+    no ytid, and a ``__MACOSX/`` copy. Returns the broken files."""
     for i in range(n_ytids):
-        ytid = f"yt{i:03d}_Ab-c"
-        write_good(root / "MusicCaps" / ytid, i, ".wav")
+        ytid = fmc_ytid(i)
+        if real and i not in no_real:
+            write_good(root / "MusicCaps" / ytid, i, ".wav")
         for gen in {FMC_GENERATORS[i % 5], FMC_GENERATORS[(i * 2) % 5]}:
             write_good(root / gen / ytid, i + 1, ".wav")
     if sunocaps:
-        for i in range(3):
-            write_good(root / "SunoCaps" / f"suno_{i}", i, ".wav")
-    write_good(root / "__MACOSX" / "MusicCaps" / "yt000_Ab-c", 0, ".wav")
-    (root / "MusicCaps" / "._yt000_Ab-c.wav").write_bytes(b"resource fork")
-    return write_broken([root / FMC_GENERATORS[i] / f"yt{i:03d}_Ab-c.wav" for i in range(4)]
-                        + [root / "MusicCaps" / "yt011_Ab-c.wav"])
+        for name in (fmc_ytid(0), fmc_ytid(1).split("_")[0], "Zq9OnlySuno"):
+            write_good(root / "SunoCaps" / name, 2, ".wav")
+    write_good(root / "__MACOSX" / "MusicGen_medium" / fmc_ytid(0), 0, ".wav")
+    (root / "MusicGen_medium" / f"._{fmc_ytid(0)}.wav").write_bytes(b"resource fork")
+    paths = [root / FMC_GENERATORS[i] / f"{fmc_ytid(i)}.wav" for i in range(4)]
+    paths.append(root / ("MusicCaps" if real else "musicldm") / f"{fmc_ytid(11)}.wav")
+    return write_broken(paths)
 
 
-def make_sonics(root: Path) -> dict[str, str]:
-    """real_songs.csv / fake_songs.csv with the dataset's own split; mp3 files listed
-    without their extension, as SONICS does."""
-    splits = ["train"] * 5 + ["valid", "valid", "test", "test"]
-    broken_paths = []
-    for kind, label in (("real", 0), ("fake", 1)):
-        rows = []
-        for i, split in enumerate(splits):
-            name = f"{kind}_{i:04d}"
-            ext = ".mp3" if i % 3 == 0 else None
-            path = write_good(root / f"{kind}_songs" / name, i + label, ext)
-            rows.append({"id": f"{kind}-{i}", "filename": name if ext else path.name,
-                         "duration": "1.0", "split": split,
-                         "algorithm": ["chirp-v3.5", "udio-130"][i % 2] if label else "",
-                         "label": "full fake" if label else "real", "target": str(label)})
-        for j in range(3 - label):  # broken files, all in train
-            name = f"{kind}_broken{j}.wav"
-            broken_paths.append(root / f"{kind}_songs" / name)
-            rows.append({"id": f"{kind}-b{j}", "filename": name, "duration": "2.0",
-                         "split": "train", "algorithm": "chirp-v2" if label else "",
-                         "label": "full fake" if label else "real", "target": str(label)})
-        if label:
-            rows.append({"id": "fake-missing", "filename": "not_downloaded", "duration": "3",
-                         "split": "train", "algorithm": "udio-32", "label": "half fake",
-                         "target": "1"})
-        with (root / f"{kind}_songs.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+SONICS_REAL_COLUMNS = ["id", "filename", "title", "artist", "year", "lyrics",
+                       "lyrics_features", "duration", "youtube_id", "label", "artist_overlap",
+                       "target", "skip_time", "no_vocal", "split"]
+SONICS_FAKE_COLUMNS = ["id", "filename", "title", "duration", "algorithm", "style", "source",
+                       "lyrics_features", "topic", "genre", "mood", "label", "target", "split"]
+
+
+def _sonics_real_rows() -> list[dict[str, str]]:
+    """16 songs: train 0-7, valid 8-11, test 12-15; song 4 is 25 s long and song 5 has no
+    vocals (both left out by the official filters)."""
+    splits = ["train"] * 8 + ["valid"] * 4 + ["test"] * 4
+    return [{"id": str(i + 1), "filename": f"real_song_{i + 1}", "title": f"Song {i}",
+             "artist": f"Artist {i % 5}", "year": "2001", "lyrics": "la la",
+             "lyrics_features": "{}", "duration": "25.0" if i == 4 else "183.4",
+             "youtube_id": f"yt{i:09d}", "label": "real", "artist_overlap": "False",
+             "target": "0", "skip_time": "3.2", "no_vocal": "True" if i == 5 else "False",
+             "split": split} for i, split in enumerate(splits)]
+
+
+def _sonics_fake_rows() -> list[dict[str, str]]:
+    """Ids 1-9 (their own numbering: the same numbers as the real songs'), two renderings
+    each (``_0``, ``_1``): ids 1-4 train, 5-6 valid, 7-8 test; 4's second is 12 s long; id 9
+    (train) is listed, never on disk."""
+    rows = []
+    for k in range(1, 10):
+        split = "train" if k <= 4 or k == 9 else "valid" if k <= 6 else "test"
+        where = "suno" if k % 2 else "udio"
+        for version in (0, 1):
+            rows.append({"id": str(k), "filename": f"fake_{k}_{where}_{version}",
+                         "title": f"Fake {k}", "duration": "12.0" if (k, version) == (4, 1)
+                         else "95.0", "algorithm": "chirp-v3.5" if where == "suno"
+                         else "udio-130", "style": "pop", "source": where,
+                         "lyrics_features": "{}", "topic": "Star Trek", "genre": "salsa",
+                         "mood": "tense", "label": ["full fake", "half fake", "mostly fake"][k % 3],
+                         "target": "1", "split": split})
+    return rows
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def make_sonics(root: Path, layout: str = "unzipped",
+                real_formats: tuple[str, ...] = (".mp3", ".opus", ".flac")) -> dict[str, str]:
+    """SONICS as downloaded from Hugging Face: real_songs.csv and fake_songs.csv with the
+    README's columns, the fakes as ``fake_songs/part_01.zip`` and ``part_02.zip`` (entries
+    ``fake_songs/<filename>.mp3``; ``layout="zipped"``), or as unpacked in place:
+    ``fake_songs/fake_songs/*.mp3`` (``"unzipped"``, with a ``__MACOSX/`` leftover), and
+    the real songs downloaded by the user into ``real_songs/`` in ``real_formats`` (song 3
+    never downloaded; none with ``"fakes_only"``). Returns the broken files (unzipped)."""
+    import zipfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    real_rows, fake_rows = _sonics_real_rows(), _sonics_fake_rows()
+    _write_csv(root / "real_songs.csv", SONICS_REAL_COLUMNS, real_rows)
+    _write_csv(root / "fake_songs.csv", SONICS_FAKE_COLUMNS, fake_rows)
+    nested = root / "fake_songs" / "fake_songs"
+    songs = root / "real_songs"
+    broken_paths = [songs / "real_song_7.wav", songs / "real_song_8.wav",
+                    nested / "fake_3_suno_0.wav", nested / "fake_3_suno_1.wav",
+                    nested / "fake_2_udio_1.wav"]
+    for i, row in enumerate(fake_rows):
+        if row["id"] != "9" and nested / f"{row['filename']}.wav" not in broken_paths:
+            write_good(nested / row["filename"], i, ".mp3")
+    write_good(root / "fake_songs" / "__MACOSX" / "fake_songs" / "fake_1_suno_0", 0, ".wav")
+    for i, row in enumerate(real_rows):
+        if i not in (3, 6, 7):
+            write_download(songs / row["filename"], i, real_formats[i % len(real_formats)])
     broken = write_broken(broken_paths)
-    broken[str((root / "fake_songs" / "not_downloaded.mp3").resolve())] = "file not found"
+    if layout == "fakes_only":
+        shutil.rmtree(root / "real_songs")
+        broken = {k: v for k, v in broken.items() if "/real_songs/" not in k}
+    if layout == "zipped":
+        files = sorted(nested.iterdir())
+        for part, chunk in enumerate((files[: len(files) // 2], files[len(files) // 2:]), 1):
+            with zipfile.ZipFile(root / "fake_songs" / f"part_{part:02d}.zip", "w") as archive:
+                for path in chunk:
+                    archive.write(path, f"fake_songs/{path.name}")
+                    path.unlink()
+        nested.rmdir()
+        return {}
     return broken
