@@ -33,5 +33,16 @@ class NothingToHoldOut(ConfigError):
     indices (leave-one-generator-out) that job has nothing to do."""
 
 
+class GeneratorSkipped(NothingToHoldOut):
+    """Leave-one-generator-out: holding out ``generator`` leaves a split without a class
+    (``reason``); a sweep job records it (a FINISHED MLflow run tagged ``skipped``) and the
+    sweep goes on."""
+
+    def __init__(self, generator: str, reason: str):
+        super().__init__("data.split.holdout_generator",
+                         f"generator {generator!r} cannot be held out: {reason}")
+        self.generator, self.reason = generator, reason
+
+
 class RunInProgress(DeepfakeDetectError):
     """Another process is running the same configuration (``if_running: refuse``)."""

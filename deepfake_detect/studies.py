@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from deepfake_detect import stats
+from deepfake_detect.errors import DeepfakeDetectError
+from deepfake_detect.tracking import SKIPPED_TAG
 
 LEVELS = ("file/", "")  # file level first when the runs have it
 
@@ -135,3 +137,26 @@ def logo_section(runs: list[Any], tests: list[str]) -> tuple[list[str], dict[str
         lines += ["| **mean ± sd** | " + " | ".join(cell(columns[n]) for n in
                                                      ["CNN", *baselines]) + " |", ""]
     return lines, logged
+
+
+def without_skipped(runs: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The runs that ran, and the records of skipped jobs (tag ``skipped``: a generator that
+    could not be held out); DeepfakeDetectError when every job was skipped."""
+    skipped = [r for r in runs if r.data.tags.get(SKIPPED_TAG)]
+    ran = [r for r in runs if not r.data.tags.get(SKIPPED_TAG)]
+    if not ran:
+        reasons = "; ".join(f"{r.data.tags.get('holdout_generator', '?')}: "
+                            f"{r.data.tags[SKIPPED_TAG]}" for r in skipped)
+        raise DeepfakeDetectError(f"every job of the study was skipped ({reasons})")
+    return ran, skipped
+
+
+def skipped_section(skipped: list[Any]) -> list[str]:
+    """report.md's list of skipped jobs: which generator, and why."""
+    if not skipped:
+        return []
+    lines = ["## Skipped jobs", "", "| held-out generator | why |", "|---|---|"]
+    for run in sorted(skipped, key=lambda r: r.data.tags.get("holdout_generator", "")):
+        why = run.data.tags[SKIPPED_TAG].replace("|", "/")
+        lines.append(f"| {run.data.tags.get('holdout_generator', '?')} | {why} |")
+    return [*lines, ""]

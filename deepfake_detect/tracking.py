@@ -7,6 +7,8 @@ Every command finds the store by one rule (:func:`default_tracking_uri`): an exp
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -23,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as mlflow_uri
 
 from deepfake_detect import identity
-from deepfake_detect.config import require
+from deepfake_detect.config import build, require
 from deepfake_detect.runs import SWEEP_TAG, SWEEPS_TAG
 
 log = logging.getLogger(__name__)
@@ -262,4 +264,36 @@ def log_to_run(files: list[Path], run_id: str | None, uri: str, folder: str,
     for key, value in (tags or {}).items():
         retry(lambda k=key, v=value: client.set_tag(run_id, k, v), "set tag")
     log.info("logged %d files to MLflow run %s under %s/", len(files), run_id, folder)
+    return run_id
+
+
+SKIPPED_TAG = "skipped"  # a job with nothing it could run: the reason (the report lists it)
+
+
+def record_skipped(resolved: Mapping[str, Any], tags: dict[str, str]) -> str:
+    """A FINISHED MLflow run without metrics standing for a sweep job that was skipped
+    (``tags`` holds :data:`SKIPPED_TAG` with the reason, and what was skipped), so that the
+    report lists it. The same job skipped again updates its record (its sweeps) instead of
+    adding one. Returns the run id."""
+    logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
+    store = open_store(logger, Path(resolved["paths"]["root"]).expanduser())
+    client = MlflowClient(tracking_uri=store.uri)
+    user_tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
+    sweep = user_tags.pop(SWEEP_TAG, None)
+    identity = json.dumps({k: v for k, v in resolved.items()
+                           if k not in ("logger", "paths", "hydra")}, sort_keys=True, default=str)
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    found = retry(lambda: client.search_runs(
+        [store.experiment_id], filter_string=f"tags.skipped_key = '{key}'", max_results=1),
+        "find a skipped job's record")
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run = retry(lambda: client.create_run(
+            store.experiment_id, run_name=f"skipped-{key[:8]}",
+            tags={**user_tags, **tags, "skipped_key": key}), "record a skipped job")
+        run_id = run.info.run_id
+        retry(lambda: client.set_terminated(run_id, "FINISHED"), "finish a skipped job")
+    if sweep:
+        join_sweep(client, run_id, sweep)
     return run_id

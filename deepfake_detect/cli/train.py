@@ -35,6 +35,7 @@ from deepfake_detect.config import conf_dir, to_plain
 from deepfake_detect.errors import (
     ConfigError,
     DeepfakeDetectError,
+    GeneratorSkipped,
     NothingToHoldOut,
     RunInProgress,
     UsageError,
@@ -45,6 +46,7 @@ from deepfake_detect.summary import finished_run
 log = logging.getLogger("deepfake_detect.cli.train")
 VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
 _verbosity = 0
+_failed: list[str] = []  # sweep jobs that stopped with an error (the others went on)
 EXIT_RUNNING = 3  # another process is running this configuration
 
 
@@ -99,18 +101,38 @@ def _hydra_main(cfg: DictConfig) -> None:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        log.warning("%s: this job of the sweep has nothing to do", err)
+        if isinstance(err, GeneratorSkipped):
+            _record_skip(cfg, err)
+        else:
+            log.warning("%s: this job of the sweep has nothing to do", err)
         _drop_output_dir(hydra_cfg)
         return
     except DeepfakeDetectError as err:
         print(f"error: {err}", file=sys.stderr)
         if isinstance(err, ConfigError | UsageError | RunInProgress):  # before any work
             _drop_output_dir(hydra_cfg)
+        if multirun:  # one failed job never stops the others
+            _failed.append(f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)}): "
+                           f"{err}")
+            return
         sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
     finally:
         release_gpu()  # joblib reuses its worker processes for later jobs
     if not worked:
         _drop_output_dir(hydra_cfg)
+
+
+def _record_skip(cfg: DictConfig, err: GeneratorSkipped) -> None:
+    """A skipped leave-one-generator-out job: one line naming the generator and why, and a
+    record in MLflow (tag ``skipped``) that the report lists; the sweep goes on."""
+    log.warning("skipped: %s; the sweep goes on", err.message)
+    from deepfake_detect import tracking  # imports MLflow: only when a job is skipped
+
+    try:
+        tracking.record_skipped(to_plain(cfg), {
+            tracking.SKIPPED_TAG: err.reason, "holdout_generator": err.generator})
+    except Exception as problem:  # noqa: BLE001 -- the record is best effort
+        log.warning("could not record the skipped job in MLflow: %s", problem)
 
 
 def _job(cfg: DictConfig) -> bool:
@@ -165,6 +187,10 @@ def main() -> None:
     sys.argv = [arg for arg in sys.argv if arg not in VERBOSE_FLAGS]
     console.quiet_third_party(_verbosity)
     _hydra_main()
+    if _failed:  # jobs run in this process (the basic launcher) that stopped with an error
+        print(f"error: {len(_failed)} job(s) of the sweep failed:\n  " + "\n  ".join(_failed),
+              file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

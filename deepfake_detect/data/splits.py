@@ -7,6 +7,7 @@ out (``data.split.holdout_generator``: leave-one-generator-out).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -14,7 +15,9 @@ import numpy as np
 
 from deepfake_detect.config import require
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.errors import DataError, NothingToHoldOut
+from deepfake_detect.errors import DataError, GeneratorSkipped, NothingToHoldOut
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 CLASS_NAMES = {0: "human", 1: "AI-generated"}
@@ -176,14 +179,19 @@ def held_out_name(clips: list[Clip], value: str | int) -> str:
 
 
 def holdout_split(clips: list[Clip], cfg: SplitConfig) -> dict[str, list[Clip]]:
-    """Leave one generator out: the test set holds that generator's clips and human clips of
-    a matching share of groups; train and val never see it.
+    """Leave one generator out: the test set holds that generator's clips with their groups;
+    train and val never see it.
 
-    Groups whose AI clips all come from the held-out generator go to test. Groups mixing it
-    with other generators (one caption rendered by every generator) go to test in a
-    ``cfg.test`` share, keeping only its clips and the human ones; in the others its clips are
-    dropped. Human-only groups join the test set in the share that the held-out groups are of
-    all AI-bearing groups. The rest is split into train and val by group.
+    Every group holding a clip of the held-out generator goes to test with its human clips;
+    the other generators' clips in those groups (a demo page showing several generators side
+    by side) are left out of every split and counted in a line. When that leaves training
+    without a class (one caption rendered by every generator, as in FakeMusicCaps), only a
+    ``cfg.test`` share of the groups it shares with other generators goes to test, and in
+    the others its clips are dropped. Human-only groups join the test set in the share that
+    the held-out groups are of all AI-bearing groups; the rest is split into train and val
+    by group. A generator that cannot be held out either way (every human file shares a
+    group with it, say) raises :class:`GeneratorSkipped` naming it and why: a sweep job
+    records the skip and the sweep goes on.
     """
     name = held_out_name(clips, cfg.holdout_generator)
     members: dict[str, list[Clip]] = defaultdict(list)
@@ -191,17 +199,85 @@ def holdout_split(clips: list[Clip], cfg: SplitConfig) -> dict[str, list[Clip]]:
         members[clip.group].append(clip)
     ai_gens = {g: {c.generator for c in m if c.label == 1} for g, m in members.items()}
     pure = {g for g, gens in ai_gens.items() if gens == {name}}
-    mixed = [c for g in members if name in ai_gens[g] and g not in pure for c in members[g]]
-    mixed_test = share_of_groups(mixed, cfg.test, cfg.seed) if mixed else set()
-    test_groups = pure | mixed_test
+    mixed = {g for g, gens in ai_gens.items() if name in gens and len(gens) > 1}
+    try:
+        return _held_out(name, members, ai_gens, pure | mixed, cfg)
+    except GeneratorSkipped as whole:
+        if len(mixed) < 2:
+            raise
+        share = share_of_groups([c for g in sorted(mixed) for c in members[g]], cfg.test,
+                                cfg.seed) or {min(mixed)}
+        try:
+            out = _held_out(name, members, ai_gens, pure | share, cfg)
+        except GeneratorSkipped:
+            raise whole from None
+        log.info("holding out %s: %d of the %d group(s) it shares with other generators are "
+                 "in test (data.split.test); in the others its clips are dropped", name,
+                 len(share), len(mixed))
+        return out
+
+
+def _held_out(name: str, members: dict[str, list[Clip]], ai_gens: dict[str, set[str]],
+              held: set[str], cfg: SplitConfig) -> dict[str, list[Clip]]:
+    """The splits with the groups ``held`` (and a matching share of human-only groups) in
+    test; GeneratorSkipped when a split lacks a class."""
     bearing = sum(1 for gens in ai_gens.values() if gens)
-    human_only = [c for g, m in members.items() if not ai_gens[g] for c in m]
-    test_groups |= share_of_groups(human_only, len(test_groups) / max(bearing, 1), cfg.seed)
+    human_only = sorted(g for g in members if not ai_gens[g])
+    test_groups = held | _human_share(human_only, len(held) / max(bearing, 1), cfg.seed,
+                                      any(c.label == 0 for g in held for c in members[g]))
     test = [c for g in sorted(test_groups) for c in members[g]
             if c.label == 0 or c.generator == name]
     rest = [c for g in sorted(members) if g not in test_groups for c in members[g]
             if not (c.label == 1 and c.generator == name)]
-    return {"test": test, **train_val(rest, cfg.val, cfg.seed)}
+    out = {"test": test, **_both_in_val(train_val(rest, cfg.val, cfg.seed), cfg.seed)}
+    _check_holdout(name, out, cfg.min_per_class)
+    left_out = Counter(c.generator for g in sorted(held) for c in members[g]
+                       if c.label == 1 and c.generator != name)
+    if left_out:
+        log.info("holding out %s: %d clip(s) of other generators share its %d test group(s) "
+                 "and are left out of every split (%s)", name, sum(left_out.values()),
+                 len(held), ", ".join(f"{g}: {n}" for g, n in sorted(left_out.items())))
+    return out
+
+
+def _human_share(groups: list[str], fraction: float, seed: int, have_human: bool) -> set[str]:
+    """A ``fraction`` of the human-only ``groups`` (seeded); at least one when the test set
+    would otherwise hold no human clip."""
+    count = int(round(len(groups) * fraction))
+    if not have_human and groups:
+        count = max(count, 1)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    return {groups[i] for i in order[:count]}
+
+
+def _both_in_val(splits: dict[str, list[Clip]], seed: int) -> dict[str, list[Clip]]:
+    """A class missing from val (few groups left beside a held-out generator) gets one
+    group of train holding it, when train keeps another."""
+    for label in (0, 1):
+        if any(c.label == label for c in splits["val"]):
+            continue
+        carriers = sorted({c.group for c in splits["train"] if c.label == label})
+        if len(carriers) < 2:
+            continue
+        moved = carriers[int(np.random.default_rng(seed + label).integers(len(carriers)))]
+        splits = {"train": [c for c in splits["train"] if c.group != moved],
+                  "val": splits["val"] + [c for c in splits["train"] if c.group == moved]}
+    return splits
+
+
+def _check_holdout(name: str, splits: dict[str, list[Clip]], minimum: int) -> None:
+    """GeneratorSkipped when a split of the held-out configuration lacks a class."""
+    for split in SPLITS:
+        counts = Counter(c.label for c in splits[split])
+        for label, what in CLASS_NAMES.items():
+            if counts[label] < minimum:
+                why = (f"the {split} split would hold {counts[label]} {what} clip(s) "
+                       f"(data.split.min_per_class={minimum})")
+                if split != "test" and label == 0:
+                    why += ": the human clips share groups with it or the test share"
+                elif split == "val":
+                    why += ": too few groups are left for a validation set"
+                raise GeneratorSkipped(name, why)
 
 
 def _count(n: int, fraction: float) -> int:
