@@ -115,7 +115,7 @@ class FakeMusicCapsSource(FileSource):
             hint = (" (a copy with the generated clips only? give the real clips' folder "
                     "with data.source.real_dir=/path/to/MusicCaps, or list the fakes alone "
                     "with data.source.real_dir=null)")
-        raise DataError(f"FakeMusicCaps folder {folder} ({key}) is missing{hint}; found "
+        raise DataError(f"FakeMusicCaps folder {folder} is missing ({key}){hint}; found "
                         f"{', '.join(present) or 'no folders'} in {self.root}; "
                         f"{self._layout()}")
 
