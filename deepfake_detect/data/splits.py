@@ -229,7 +229,8 @@ def _held_out(name: str, members: dict[str, list[Clip]], ai_gens: dict[str, set[
             if c.label == 0 or c.generator == name]
     rest = [c for g in sorted(members) if g not in test_groups for c in members[g]
             if not (c.label == 1 and c.generator == name)]
-    out = {"test": test, **_both_in_val(train_val(rest, cfg.val, cfg.seed), cfg.seed)}
+    out = {"test": test, **_both_in_val(train_val(rest, cfg.val, cfg.seed), cfg.seed,
+                                        cfg.min_per_class)}
     _check_holdout(name, out, cfg.min_per_class)
     left_out = Counter(c.generator for g in sorted(held) for c in members[g]
                        if c.label == 1 and c.generator != name)
@@ -250,18 +251,19 @@ def _human_share(groups: list[str], fraction: float, seed: int, have_human: bool
     return {groups[i] for i in order[:count]}
 
 
-def _both_in_val(splits: dict[str, list[Clip]], seed: int) -> dict[str, list[Clip]]:
-    """A class missing from val (few groups left beside a held-out generator) gets one
-    group of train holding it, when train keeps another."""
+def _both_in_val(splits: dict[str, list[Clip]], seed: int,
+                 minimum: int = 1) -> dict[str, list[Clip]]:
+    """A class with fewer than ``minimum`` clips in val (few groups left beside a held-out
+    generator) gets groups of train holding it, one at a time, while train keeps another."""
+    rng = np.random.default_rng(seed)
     for label in (0, 1):
-        if any(c.label == label for c in splits["val"]):
-            continue
-        carriers = sorted({c.group for c in splits["train"] if c.label == label})
-        if len(carriers) < 2:
-            continue
-        moved = carriers[int(np.random.default_rng(seed + label).integers(len(carriers)))]
-        splits = {"train": [c for c in splits["train"] if c.group != moved],
-                  "val": splits["val"] + [c for c in splits["train"] if c.group == moved]}
+        while sum(c.label == label for c in splits["val"]) < minimum:
+            carriers = sorted({c.group for c in splits["train"] if c.label == label})
+            if len(carriers) < 2:
+                break
+            moved = carriers[int(rng.integers(len(carriers)))]
+            splits = {"train": [c for c in splits["train"] if c.group != moved],
+                      "val": splits["val"] + [c for c in splits["train"] if c.group == moved]}
     return splits
 
 
