@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from deepfake_detect.data import audio
-from deepfake_detect.data.cache import CacheEntry
+from deepfake_detect.data.cache import CacheEntry, Request
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.datamodule import AudioDataModule, FeatureWork
 from deepfake_detect.evaluation import metrics as M
@@ -140,6 +140,30 @@ def feature_tables(name: str, dm: AudioDataModule) -> dict[str, tuple[np.ndarray
         return {n: (band_matrix(dm.entries[n], front), dm.entries[n].rows) for n in names}
     rate = dm.features.sample_rate
     return {n: (chain_matrix(dm.entries[n].rows, rate), dm.entries[n].rows) for n in names}
+
+
+def source_features(name: str, dm: AudioDataModule, source: Any,
+                    entry: CacheEntry) -> np.ndarray:
+    """Baseline ``name``'s features of another source's entry (``eval.sources``), computed
+    as for the run's own test sets (the fakeprint cached beside the features)."""
+    if name == "band_stats":
+        return band_matrix(entry, FrontEnd(dm.features, dm.store))
+    if name == "recording_chain":
+        return chain_matrix(entry.rows, dm.features.sample_rate)
+    by_id = {clip.clip_id: clip for clip in source.clips()}
+    clips = [by_id[str(row["clip_id"])] for row in entry.rows]
+    distortion = dm.test_distortions[0]
+    parts = {"source": source.signature(), "split": "eval.sources", "kind": "fakeprint",
+             "version": FAKEPRINT_VERSION, "clips": [c.clip_id for c in clips],
+             "distortion": distortion.as_dict(), "distortion_seed": dm.seed,
+             "sample_rate": dm.features.sample_rate}
+    work = FakeprintWork(source, distortion, dm.features, dm.seed)
+    (built, _), = dm.cache.get_or_build_many([Request(parts, clips, work, (FAKEPRINT_BINS,),
+                                                      desc=f"fakeprint {source.name}")])
+    found = {str(row["clip_id"]): i for i, row in enumerate(built.rows)}
+    features = np.asarray(built.features, dtype=np.float64)
+    return np.stack([features[found[str(row["clip_id"])]] if str(row["clip_id"]) in found
+                     else np.zeros(FAKEPRINT_BINS) for row in entry.rows])
 
 
 def run_baselines(names: tuple[str, ...], dm: AudioDataModule, out_dir: Path,

@@ -35,6 +35,7 @@ from deepfake_detect.data.presets import (
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.evaluation.aggregate import AGGREGATES
 from deepfake_detect.evaluation.baselines import BASELINES
+from deepfake_detect.evaluation.cross_dataset import TestSource, parse_sources
 from deepfake_detect.explain import ExplainConfig, explain_config
 from deepfake_detect.models.detector import ModelConfig
 from deepfake_detect.models.refs import check_ref
@@ -72,6 +73,7 @@ class EvalConfig:
     ci_level: float = 0.95
     baselines: tuple[str, ...] = ()
     curves: tuple[CurveSpec, ...] = ()
+    sources: tuple[TestSource, ...] = ()  # other datasets tested with the same model
 
     def __post_init__(self) -> None:
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
@@ -190,6 +192,7 @@ def eval_config(node: Any) -> EvalConfig:
             "must be a list of {distortion, values, effect}")
     values["curves"] = tuple(curve_spec(node, f"eval.curves.{i}")
                              for i, node in enumerate(curves))
+    values["sources"] = parse_sources(values.get("sources"))
     return build(EvalConfig, values, "eval")
 
 

@@ -30,6 +30,7 @@ from deepfake_detect import atomic, scaling
 from deepfake_detect.config import to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.evaluation.baselines import run_baselines
+from deepfake_detect.evaluation.cross_dataset import evaluate_sources
 from deepfake_detect.evaluation.evaluate import Intervals, choose_threshold, evaluate
 from deepfake_detect.evaluation.robustness import run_curves, trainer_scorer
 from deepfake_detect.explain import explain_datamodule
@@ -222,6 +223,12 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
                                         intervals, ev.file_aggregate)
         flat.update(values)
         tracked.log_files(written, "baselines")
+    if ev.sources:  # other datasets, the same model (eval.sources)
+        values, written = evaluate_sources(
+            ev.sources, dm, trainer_scorer(tester, model, dm.loader.batch_size), threshold[0],
+            intervals, ev.file_aggregate, ev.baselines, run_dir.artifacts / "sources")
+        flat.update(values)
+        tracked.log_files(written, "sources")
     flat["threshold"] = threshold[0]
     bundle = save_bundle(run_dir.path / "model.ckpt", model, threshold[0], threshold[1],
                          {"run_id": tracked.run_id, **provenance(p, dm, selected)})
