@@ -190,7 +190,9 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
         text += "\n" + markdown(files_grid, metrics, f"{title}: file level", "file/")
     cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics)
     logo_lines, logo_logged = studies.logo_section(runs, grid.cols)
-    text += "\n".join(["", *cv_lines, *logo_lines, *studies.skipped_section(skipped)])
+    cross_lines, cross_logged = studies.sources_section(runs)
+    text += "\n".join(["", *cv_lines, *logo_lines, *cross_lines,
+                       *studies.skipped_section(skipped)])
     md = atomic.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
     loaded = comparison.load_runs(client, runs, comparison.needs_predictions(runs, compare))
@@ -198,7 +200,7 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
                              collect(runs, report_html.generator_metrics(runs)), len(runs))
     summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png, *extra, page],
-                               sweep_id, len(runs), {**cv_logged, **logo_logged})
+                               sweep_id, len(runs), {**cv_logged, **logo_logged, **cross_logged})
                   if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
             "n_runs": len(runs), "html": page, "comparisons": results}

@@ -160,3 +160,39 @@ def skipped_section(skipped: list[Any]) -> list[str]:
         why = run.data.tags[SKIPPED_TAG].replace("|", "/")
         lines.append(f"| {run.data.tags.get('holdout_generator', '?')} | {why} |")
     return [*lines, ""]
+
+
+def sources_section(runs: list[Any]) -> tuple[list[str], dict[str, float]]:
+    """The cross-dataset table (``eval.sources``): rows the training source (its own test
+    split, ``in-domain``, first), columns the test sources; AUROC mean ± sd over the runs at
+    file level where every run has it."""
+    tested = sorted({k.split("/")[1] for r in runs for k in r.data.metrics
+                     if k.startswith("sources/")})
+    if not tested:
+        return [], {}
+    rows: dict[str, list[Any]] = defaultdict(list)
+    for run in runs:
+        params = run.data.params
+        root = params.get("data.source.root") or params.get("data.source.csv") or ""
+        name = params.get("data.source.name", "?")
+        rows[f"{name} ({Path(root).name})" if root not in ("", "None") else name].append(run)
+    lines = ["## Tests across datasets (AUROC, mean ± sd over runs)", "",
+             "| training source | in-domain | " + " | ".join(tested) + " |",
+             "|---|---|" + "---|" * len(tested)]
+    logged: dict[str, float] = {}
+    for label, members in sorted(rows.items()):
+        own = [_auroc(r, "test/base/") for r in members]
+        cells = [cell(own)]
+        for test in tested:
+            values = [_auroc(r, f"sources/{test}/") for r in members]
+            cells.append(cell(values))
+            finite = [v for v in values if v == v]
+            if finite:
+                logged[f"cross/{test}/auroc"] = float(np.mean(finite))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""], logged
+
+
+def _auroc(run: Any, prefix: str) -> float:
+    metrics = run.data.metrics
+    return metrics.get(f"{prefix}file/auroc", metrics.get(f"{prefix}auroc", float("nan")))

@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.errors import ConfigError
+from deepfake_detect.reporting.report import report
 from deepfake_detect.training.plan import eval_config
 from deepfake_detect.training.run import train
 from tests.helpers.audio_data import make_fakemusiccaps, make_folder, make_sonics
@@ -55,3 +56,8 @@ def test_a_folder_model_is_tested_on_fakemusiccaps_and_a_fakes_only_sonics(
     run = MlflowClient(tracking_uri=result["tracking_uri"]).get_run(result["run_id"])
     assert run.data.metrics["sources/fmc/accuracy"] == pytest.approx(
         result["sources/fmc/accuracy"])
+    out = report(result["tracking_uri"], "deepfake-detect", tmp_path / "report",
+                 log_summary=False, n_boot=0)
+    text = out["markdown"].read_text()
+    assert "| training source | in-domain | fmc | sonics |" in text
+    assert "| folder (mine) |" in text
