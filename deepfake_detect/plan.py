@@ -23,10 +23,12 @@ from omegaconf import DictConfig
 from deepfake_detect import io, scaling
 from deepfake_detect.aggregate import AGGREGATES
 from deepfake_detect.baselines import BASELINES
+from deepfake_detect.calibration import METHODS as CALIBRATIONS
 from deepfake_detect.config import build, compose_option, one_of, require, to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion, at_strength
 from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.detection_costs import Costs
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.explain import ExplainConfig, explain_config
 from deepfake_detect.models.detector import ModelConfig
@@ -73,7 +75,8 @@ class CurveSpec:
 class EvalConfig:
     """The ``eval`` node: test distortions, the decision threshold, which epoch is packaged,
     file-level aggregation, bootstrap intervals, the shortcut baselines and the robustness
-    curves computed at the end of training."""
+    curves computed at the end of training; the field's detection costs, calibration and
+    fusion."""
 
     distortions: tuple[str, ...] = ("base",)
     threshold: float | str = 0.5
@@ -83,8 +86,16 @@ class EvalConfig:
     ci_level: float = 0.95
     baselines: tuple[str, ...] = ()
     curves: tuple[CurveSpec, ...] = ()
+    calibration: str = "none"
+    fusion: bool = False
+    dcf: Costs = Costs()
 
     def __post_init__(self) -> None:
+        one_of(self.calibration, CALIBRATIONS, "calibration")
+        require(isinstance(self.fusion, bool), "fusion", f"must be true or false, got "
+                f"{self.fusion!r}")
+        require(not self.fusion or len(self.baselines) > 0, "fusion",
+                "fuses the detector with the shortcut baselines: list some in eval.baselines")
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
         require(self.threshold == "val_eer" or (isinstance(self.threshold, int | float)
                                                 and 0 < self.threshold < 1), "threshold",
@@ -225,7 +236,21 @@ def eval_config(node: Any) -> EvalConfig:
             "must be a list of {distortion, values, effect}")
     values["curves"] = tuple(curve_spec(node, f"eval.curves.{i}")
                              for i, node in enumerate(curves))
+    if "dcf" in values:
+        values["dcf"] = dcf_costs(values["dcf"])
     return build(EvalConfig, values, "eval")
+
+
+def dcf_costs(node: Any) -> Costs:
+    """``eval.dcf``: the prior of AI files and the two costs (see :mod:`detection_costs`)."""
+    costs = build(Costs, node, "eval.dcf")
+    require(isinstance(costs.p_spoof, int | float) and 0 < costs.p_spoof < 1, "eval.dcf.p_spoof",
+            f"must be a prior in (0, 1), got {costs.p_spoof!r}")
+    for key in ("c_miss", "c_fa"):
+        value = getattr(costs, key)
+        require(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
+                f"eval.dcf.{key}", f"must be a positive cost, got {value!r}")
+    return Costs(float(costs.p_spoof), float(costs.c_miss), float(costs.c_fa))
 
 
 def curve_spec(node: Any, prefix: str) -> CurveSpec:
