@@ -6,6 +6,7 @@ of a run and again when a finished config is asked for. No heavy imports."""
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,7 +76,8 @@ def results_table(result: Mapping[str, Any], names: Sequence[str] | None = None)
         lines += [f"{title}; 95 % intervals over groups:", *level_table(result, names, level)]
     lines += field_table(result, names, levels[0][0])
     lines += baseline_lines(result, names, levels[0][0])
-    lines += verdict_lines(result, names, levels[0][0])
+    lines += [part for line in verdict_lines(result, names, levels[0][0])
+              for part in textwrap.wrap(line, WIDTH, subsequent_indent="    ")]
     if any("/attribution/" in key for key in result):
         lines.append("attribution (closed set):")
         for name in names:

@@ -84,9 +84,8 @@ def verdict(result: Mapping[str, Any], test: str, level: str, model: str = "CNN"
         why = ("no interval" if low is None or high is None else "a zero-width interval"
                if low == high else f"an interval over {groups} group(s) in the smaller class, "
                f"fewer than {MIN_GROUPS}")
-        return Verdict(test, "untrusted", [f"{head} undetermined: {shown} rests on {why}, "
-                                           "not to be trusted; no verdict", *probe[0]],
-                       probe[1])
+        return Verdict(test, "untrusted", [f"{head} undetermined, {shown} rests on {why}: "
+                                           "no verdict", *probe[0]], probe[1])
     if high < 0.5:
         return Verdict(test, "inverted", [f"{head} no evidence of detection: {shown} lies "
                                           "below 0.5 (the scores rank the classes the wrong "
