@@ -117,3 +117,16 @@ def test_field_metrics_have_group_bootstrap_intervals() -> None:
     # The replicates are stats.intervals' own: the same seed gives AUROC's interval too.
     auroc = stats.intervals(scores, labels, groups, 0.5, 200, 0.95, 0, ("auroc",))["auroc"]
     assert (values["auroc_ci_low"], values["auroc_ci_high"]) == (auroc.low, auroc.high)
+
+
+def test_the_metrics_computed_together_equal_each_alone() -> None:
+    rng = np.random.default_rng(3)
+    for n in (2, 9, 60):
+        labels = np.r_[0, 1, rng.integers(0, 2, n - 2)]
+        scores = np.round(rng.random(n), 1)  # ties
+        together = D.field_metrics(scores, labels)
+        alone = {"min_dcf": D.min_dcf(scores, labels), "act_dcf": D.act_dcf(scores, labels),
+                 "cllr": D.cllr(scores, labels), "min_cllr": D.min_cllr(scores, labels),
+                 "ece": D.ece(scores, labels)}
+        assert together == pytest.approx(alone), n
+    assert math.isnan(D.field_metrics([0.2, 0.4], [1, 1])["min_dcf"])
