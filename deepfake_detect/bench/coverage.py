@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import norm
 
-from deepfake_detect import stats
+from deepfake_detect.evaluation import stats
 
 SHIFT, SD_GROUP, SD_FILE = 1.0, 1.0, 1.0
 

@@ -1,0 +1,181 @@
+"""Study-level summaries the report adds when an experiment's runs are folds of a grouped
+cross-validation or leave-one-generator-out jobs: mean ± sd across folds with the pooled
+out-of-fold AUROC and its group-bootstrap interval, and the cross-generator table (one row per
+held-out generator, and the mean), the CNN beside the shortcut baselines.
+
+Pooling reads each run's predictions CSV from MLflow (file level when there is one)."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfake_detect.evaluation import det_curves, stats
+from deepfake_detect.reporting.verdict import verdict
+
+LEVELS = ("file/", "")  # file level first when the runs have it
+
+
+def level_of(runs: list[Any], test: str) -> str:
+    return next((lv for lv in LEVELS if all(f"test/{test}/{lv}auroc" in r.data.metrics
+                                            for r in runs)), "")
+
+
+def cell(values: list[float]) -> str:
+    xs = [v for v in values if v == v]
+    if not xs:
+        return "–"
+    sd = float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
+    return f"{np.mean(xs):.3f} ± {sd:.3f}"
+
+
+def fold_groups(runs: list[Any]) -> dict[str, list[Any]]:
+    """Cross-validation runs by what they share (training distortion and seed), folds apart."""
+    out: dict[str, list[Any]] = defaultdict(list)
+    for run in runs:
+        if int(run.data.params.get("data.split.folds", "0") or 0) >= 2:
+            key = (f"{run.data.tags.get('train_distortion', '?')}, seed "
+                   f"{run.data.params.get('seed', '?')}")
+            out[key].append(run)
+    return dict(out)
+
+
+def pooled_predictions(client: Any, runs: list[Any], name: str
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """Every run's predictions in the CSV artifact ``name`` together (scores, labels,
+    groups); None when a run lacks it."""
+    scores, labels, groups = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            try:
+                path = Path(client.download_artifacts(run.info.run_id, name, tmp))
+            except Exception:  # noqa: BLE001 - a run without the file: no pooled figure
+                return None
+            with path.open() as handle:
+                for row in csv.DictReader(handle):
+                    scores.append(float(row["score"]))
+                    labels.append(int(row["label"]))
+                    groups.append(f"{run.info.run_id}:{row['group']}")
+    return np.asarray(scores), np.asarray(labels), groups
+
+
+def models_of(runs: list[Any], test: str, level: str) -> list[tuple[str, str, str]]:
+    """(name, metric prefix, predictions artifact) of the CNN and each baseline."""
+    suffix = "_files" if level else ""
+    out = [("CNN", f"test/{test}/{level}", f"predictions_{test}{suffix}.csv")]
+    for name in sorted({k.split("/")[1] for r in runs for k in r.data.metrics
+                        if k.startswith("baseline/")}):
+        out.append((name, f"baseline/{name}/test/{test}/{level}",
+                    f"baselines/baseline_{name}_{test}{suffix}.csv"))
+    if all(f"fusion/test/{test}/{level}auroc" in r.data.metrics for r in runs):
+        out.append(("fusion", f"fusion/test/{test}/{level}", f"fusion/fusion_{test}{suffix}.csv"))
+    return out
+
+
+def pooled_verdict(test: str, level: str, pooled: dict[str, tuple]) -> list[str]:
+    """The verdict wording (:mod:`verdict`) on the folds' pooled predictions: the CNN's
+    pooled AUROC interval, the baselines' pooled AUROC."""
+    if "CNN" not in pooled:
+        return []
+    scores, labels, groups = pooled["CNN"]
+    auroc = stats.intervals(scores, labels, groups, metrics=("auroc",))["auroc"]
+    prefix = f"test/{test}/{level}"
+    values = {f"{prefix}auroc": auroc.value, f"{prefix}auroc_ci_low": auroc.low,
+              f"{prefix}auroc_ci_high": auroc.high}
+    for label, name in ((0, "human"), (1, "ai")):
+        values[f"{prefix}n_groups_{name}"] = len({g for g, y in zip(groups, labels, strict=True)
+                                                  if y == label})
+    for name, (s, y, _) in pooled.items():
+        if name not in ("CNN", "fusion"):
+            values[f"baseline/{name}/test/{test}/{level}auroc"] = stats.auroc(s, y)
+    return [line.replace("verdict (", "pooled verdict (", 1)
+            for line in verdict(values, test, level).lines]
+
+
+def pooled_figure(out_dir: Path | None, key: str, test: str, level: str,
+                  pooled: dict[str, tuple]) -> list[Path]:
+    """The ROC/DET figure of every model's pooled out-of-fold predictions."""
+    if out_dir is None or not pooled:
+        return []
+    slug = "".join(c if c.isalnum() else "_" for c in key).strip("_")
+    return det_curves.write_curves(
+        out_dir, f"roc_det_cv_{slug}_{test}", f"cross-validation {key}: {test}, pooled "
+        f"out-of-fold ({level.rstrip('/') or 'window'} level)",
+        {name: (s, y) for name, (s, y, _) in pooled.items()})
+
+
+def cv_section(client: Any, runs: list[Any], tests: list[str],
+               metrics: tuple[str, ...], out_dir: Path | None = None,
+               figures: list[Path] | None = None) -> tuple[list[str], dict[str, float]]:
+    """Markdown lines and summary-run metrics for every cross-validation in ``runs``: per
+    model (the CNN, each baseline, the fusion) mean ± sd across folds and the pooled
+    out-of-fold AUROC, the pooled verdict and (with ``out_dir``) the pooled ROC/DET figure,
+    whose files are added to ``figures``."""
+    metrics = tuple(dict.fromkeys((*metrics, "auroc")))
+    lines: list[str] = []
+    logged: dict[str, float] = {}
+    for key, members in fold_groups(runs).items():
+        lines += [f"## Cross-validation: {key} ({len(members)} folds)", ""]
+        for test in tests:
+            level = level_of(members, test)
+            lines += [f"Test distortion {test}, {level.rstrip('/') or 'window'} level; mean ± sd "
+                      "across folds, and the AUROC of all folds' predictions pooled, with its "
+                      "95 % interval over groups.", "",
+                      "| model | " + " | ".join(metrics) + " | pooled out-of-fold AUROC |",
+                      "|---|" + "---|" * (len(metrics) + 1)]
+            everything: dict[str, tuple] = {}
+            for name, prefix, artifact in models_of(members, test, level):
+                means = [cell([r.data.metrics.get(f"{prefix}{m}", float("nan"))
+                               for r in members]) for m in metrics]
+                pooled = pooled_predictions(client, members, artifact)
+                text = "–"
+                if pooled is not None:
+                    everything[name] = pooled
+                    auroc = stats.intervals(*pooled, metrics=("auroc",))["auroc"]
+                    text = f"{auroc.text()} (n = {auroc.n_groups} groups)"
+                    logged[f"cv/{test}/{level}{name}/pooled_auroc"] = auroc.value
+                lines.append(f"| {name} | " + " | ".join(means) + f" | {text} |")
+            lines += ["", *pooled_verdict(test, level, everything), ""]
+            drawn = pooled_figure(out_dir, key, test, level, everything)
+            if drawn and figures is not None:
+                figures += drawn
+                lines += [f"![pooled ROC and DET, {test}]({drawn[-1].name})", ""]
+    return lines, logged
+
+
+def logo_section(runs: list[Any], tests: list[str]) -> tuple[list[str], dict[str, float]]:
+    """The cross-generator table: AUROC on each held-out generator, CNN and baselines."""
+    held = [r for r in runs if r.data.tags.get("holdout_generator")]
+    if not held:
+        return [], {}
+    baselines = sorted({k.split("/")[1] for r in held for k in r.data.metrics
+                        if k.startswith("baseline/")})
+    lines: list[str] = []
+    logged: dict[str, float] = {}
+    for test in tests:
+        level = level_of(held, test)
+        lines += [f"## Leave one generator out: test distortion {test} "
+                  f"({level.rstrip('/') or 'window'} level AUROC, 95 % interval)", "",
+                  "| held-out generator | CNN | " + " | ".join(baselines) + " |",
+                  "|---|---|" + "---|" * len(baselines)]
+        columns: dict[str, list[float]] = defaultdict(list)
+        for run in sorted(held, key=lambda r: r.data.tags["holdout_generator"]):
+            cells = []
+            for name, prefix in [("CNN", "test"), *((b, f"baseline/{b}/test") for b in baselines)]:
+                key = f"{prefix}/{test}/{level}auroc"
+                value = run.data.metrics.get(key, float("nan"))
+                columns[name].append(value)
+                low, high = (run.data.metrics.get(f"{key}_ci_{end}") for end in ("low", "high"))
+                cells.append(f"{value:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None
+                                               and high is not None else ""))
+            generator = run.data.tags["holdout_generator"]
+            logged[f"logo/{generator}/{test}/auroc"] = columns["CNN"][-1]
+            lines.append(f"| {generator} | " + " | ".join(cells) + " |")
+        lines += ["| **mean ± sd** | " + " | ".join(cell(columns[n]) for n in
+                                                     ["CNN", *baselines]) + " |", ""]
+    return lines, logged
