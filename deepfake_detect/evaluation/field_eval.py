@@ -92,7 +92,7 @@ def fusion_values(fused: dict[str, Scored], fitted: dict[str, Any], setting: Set
     return flat, files
 
 
-def figures(test: str, models: dict[str, Scored], out_dir: Path) -> list[Path]:
+def draw_figures(test: str, models: dict[str, Scored], out_dir: Path) -> list[Path]:
     """The ROC/DET figure of every model and the detector's reliability diagram."""
     curves = {m: (s.scores, s.labels) for m, s in models.items()}
     detector = models[DETECTOR]
@@ -139,7 +139,7 @@ def extras(scores: Scores, tests: list[str], setting: Setting,
             models["fusion"] = fused[test]
         views = {m: level_view(s, setting.aggregate) for m, s in models.items()}
         if len(views[DETECTOR].rows) and len(set(views[DETECTOR].labels.tolist())) == 2:
-            figure_files += figures(test, views, out_dir / "curves")
+            figure_files += draw_figures(test, views, out_dir / "curves")
         flat.update(probe_values(test, views[DETECTOR], setting))
     return flat, figure_files, fusion_files
 

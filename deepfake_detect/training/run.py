@@ -58,7 +58,7 @@ from deepfake_detect.training.checkpoints import (
     resumable_checkpoint,
 )
 from deepfake_detect.training.lifecycle import TrackedRun
-from deepfake_detect.training.plan import SELECT, Plan, plan
+from deepfake_detect.training.plan import SELECT, Plan, datamodule_of, plan
 from deepfake_detect.training.summary import finished_run, results_table
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,17 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
         return done
     p = plan(resolved)
     if not scaling.is_rank_zero():  # an extra DDP process: rank 0 holds the lock
-        return run(p)
+        return run_plan(p)
     with p.run_dir.hold(p.if_running):
         done = finished_run(resolved)  # finished meanwhile (by the process waited for)
         if done is not None:
             return done
         if not p.resume and p.run_dir.path.exists():
             shutil.rmtree(p.run_dir.path)
-        return run(p)
+        return run_plan(p)
 
 
-def run(p: Plan) -> dict[str, Any]:
+def run_plan(p: Plan) -> dict[str, Any]:
     """Run a validated plan (see the module docstring); the caller holds the run's lock."""
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
@@ -112,8 +112,8 @@ def run(p: Plan) -> dict[str, Any]:
         decided = decide(p, tester, model, dm)
         result = test_and_package(p, tester, model, dm, tracked, decided, selected)
         raw_threshold = calib.raw_threshold(decided.calibration, decided.threshold)
-        robustness(p, tester, model, dm, tracked, raw_threshold)  # they read raw scores
-        explain(p, model, dm, tracked, raw_threshold)
+        log_curves(p, tester, model, dm, tracked, raw_threshold)  # they read raw scores
+        log_explanations(p, model, dm, tracked, raw_threshold)
         tracked.finish(result)
     prune_checkpoints(run_dir.checkpoints, p.resolved["trainer"].get("keep_checkpoints", "best"))
     log.info("results:\n%s", results_table(result, dm.test_names))
@@ -126,7 +126,7 @@ def prepare_data(p: Plan, run_dir: RunDir) -> AudioDataModule:
     """Clips, splits and cached rows of every set; ``skipped.csv`` lists the unusable clips
     before anything can stop the run for them (a class left without clips stops it here,
     before any MLflow run is opened)."""
-    dm = p.datamodule
+    dm = datamodule_of(p)
     dm.build()
     listing = write_skipped(dm, run_dir.artifacts) if scaling.is_rank_zero() else []
     dm.check(str(listing[0]) if listing else None)
@@ -270,7 +270,7 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
     tracked.log_files(fused, "fusion")
     flat["threshold"] = decided.threshold
     bundle = save_bundle(run_dir.path / "model.ckpt", model, decided.threshold, decided.rule,
-                         {"run_id": tracked.run_id, **provenance(p, dm, selected),
+                         {"run_id": tracked.run_id, **bundle_record(p, dm, selected),
                           **({"calibration": decided.calibration} if decided.calibration
                              else {})})
     tracked.log_files([bundle], "model")
@@ -283,7 +283,7 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
             "data": dm.describe(), **selected, **flat}
 
 
-def provenance(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[str, Any]:
+def bundle_record(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[str, Any]:
     """The bundle's record of what the model was trained on."""
     rows = dm.entries["train"].rows
     signature = json.dumps(dm.source.signature(), sort_keys=True, default=str)
@@ -300,7 +300,7 @@ def provenance(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[s
                 "n_clips": len(rows), **file_profile(rows)}}
 
 
-def robustness(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
+def log_curves(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
                tracked: TrackedRun, threshold: float) -> None:
     """Robustness curves on the test split (``eval.curves``), under ``robustness/``."""
     if p.curves:
@@ -312,7 +312,7 @@ def robustness(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule
         tracked.log_files(files, "robustness")
 
 
-def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
+def log_explanations(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
             threshold: float) -> None:
     """Band occlusion and saliency on the test sets, when ``explain.enabled``."""
     if p.explain.enabled:
