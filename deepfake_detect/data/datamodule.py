@@ -406,13 +406,15 @@ class AudioDataModule(pl.LightningDataModule):
         return entry
 
     def side_entries(self, kind: str, work: Callable[[dist.Distortion], Any],
-                     shape: tuple[int, ...], version: str) -> dict[str, CacheEntry]:
+                     shape: tuple[int, ...], version: str,
+                     val: bool = False) -> dict[str, CacheEntry]:
         """Entries of another per-clip computation (``work(distortion)(clip)`` -> (array,
-        params)) over the clips of the train split and of each test set, under the same
-        distortions and seed, cached and built like the features (one pool); by entry name
-        (``train``, ``test/<d>``)."""
+        params)) over the clips of the train split (and of val, with ``val``) and of each
+        test set, under the same distortions and seed, cached and built like the features
+        (one pool); by entry name (``train``, ``val``, ``test/<d>``)."""
         self.prepare()
         plan = [("train", "train", self.train_distortion)]
+        plan += [("val", "val", self.train_distortion)] if val else []
         plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
         requests = []
         for name, split, distortion in plan:

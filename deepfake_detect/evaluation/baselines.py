@@ -38,6 +38,7 @@ from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.datamodule import AudioDataModule, FeatureWork
 from deepfake_detect.evaluation import metrics as M
 from deepfake_detect.evaluation.aggregate import by_file, file_level
+from deepfake_detect.evaluation.detection_costs import ASVSPOOF5, Costs
 from deepfake_detect.evaluation.evaluate import Intervals, Scored, level_values
 from deepfake_detect.models.frontend import FrontEnd
 
@@ -126,13 +127,15 @@ def classifier(name: str, seed: int) -> Any:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-def feature_tables(name: str, dm: AudioDataModule) -> dict[str, tuple[np.ndarray, list]]:
-    """(features, rows) of the train split and each test set (``test/<d>``) for a baseline."""
-    names = ["train", *(f"test/{d}" for d in dm.test_names)]
+def feature_tables(name: str, dm: AudioDataModule,
+                   val: bool = False) -> dict[str, tuple[np.ndarray, list]]:
+    """(features, rows) of the train split (and val, with ``val``) and each test set
+    (``test/<d>``) for a baseline."""
+    names = ["train", *(["val"] if val else []), *(f"test/{d}" for d in dm.test_names)]
     if name == "fakeprint":
         entries = dm.side_entries(
             "fakeprint", lambda d: FakeprintWork(dm.source, d, dm.features, dm.seed),
-            (FAKEPRINT_BINS,), FAKEPRINT_VERSION)
+            (FAKEPRINT_BINS,), FAKEPRINT_VERSION, val)
         return {n: (np.asarray(entries[n].features, dtype=np.float64), entries[n].rows)
                 for n in names}
     if name == "band_stats":
@@ -167,25 +170,35 @@ def source_features(name: str, dm: AudioDataModule, source: Any,
 
 
 def run_baselines(names: tuple[str, ...], dm: AudioDataModule, out_dir: Path,
-                  intervals: Intervals, aggregate: str) -> tuple[dict[str, float], list[Path]]:
+                  intervals: Intervals, aggregate: str, costs: Costs = ASVSPOOF5,
+                  sets: dict[str, dict[str, Scored]] | None = None,
+                  val: dict[str, Scored] | None = None) -> tuple[dict[str, float], list[Path]]:
     """Fit each baseline on the train split, score every test set; ``baseline/<name>/...``
-    values and the predictions CSVs."""
+    values and the predictions CSVs. ``sets`` (when given) receives each baseline's scored
+    test sets, ``val`` its scored validation set (for the fusion). The field's metrics get
+    point values only (their intervals are the detector's)."""
     flat: dict[str, float] = {}
     files: list[Path] = []
     for name in names:
-        tables = feature_tables(name, dm)
+        tables = feature_tables(name, dm, val is not None)
         x_train, train_rows = tables["train"]
         model = classifier(name, dm.seed).fit(x_train, [int(r["label"]) for r in train_rows])
+        if val is not None:
+            val[name] = Scored("val", tables["val"][1], model.predict_proba(
+                tables["val"][0])[:, 1].astype(np.float64))
         for test in dm.test_names:
             x_test, rows = tables[f"test/{test}"]
             scored = Scored(test, rows, model.predict_proba(x_test)[:, 1].astype(np.float64))
+            if sets is not None:
+                sets.setdefault(name, {})[test] = scored
             prefix = f"baseline/{name}/test/{test}"
-            flat.update({f"{prefix}/{k}": v for k, v in
-                         level_values(scored, 0.5, intervals).items()})
+            flat.update({f"{prefix}/{k}": v for k, v in level_values(
+                scored, 0.5, intervals, costs=costs, field_intervals=False).items()})
             if file_level(rows):
                 file_rows, file_scores = by_file(rows, scored.scores, aggregate)
                 flat.update({f"{prefix}/file/{k}": v for k, v in level_values(
-                    Scored(test, file_rows, file_scores), 0.5, intervals, "n_files").items()})
+                    Scored(test, file_rows, file_scores), 0.5, intervals, "n_files", costs,
+                    False).items()})
                 files.append(M.write_file_predictions(
                     out_dir / f"baseline_{name}_{test}_files.csv", file_rows, file_scores, 0.5))
             files.append(M.write_predictions(out_dir / f"baseline_{name}_{test}.csv", rows,

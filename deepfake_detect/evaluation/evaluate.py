@@ -3,7 +3,11 @@ for audio files, at the file level; 95 % intervals from a bootstrap over the spl
 n always; confusion matrices and predictions CSVs.
 
 Keys: ``test/<d>/<metric>`` (window level), ``test/<d>/file/<metric>`` (file level), each with
-``<metric>_ci_low`` / ``<metric>_ci_high``, and ``n_clips`` / ``n_files`` / ``n_groups``.
+``<metric>_ci_low`` / ``<metric>_ci_high``, and ``n_clips`` / ``n_files`` / ``n_groups``
+(``n_groups_human`` / ``n_groups_ai`` per class). The metrics: accuracy, balanced accuracy,
+precision, recall, F1, AUROC, EER, and the field's minDCF, actDCF, Cllr, minCllr and ECE
+(:mod:`detection_costs`). With ``eval.calibration``, scores are calibrated first (the
+uncalibrated ECE, Cllr and actDCF under ``.../uncalibrated/``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.evaluation import metrics as M
 from deepfake_detect.evaluation import stats
 from deepfake_detect.evaluation.aggregate import by_file, file_level
+from deepfake_detect.evaluation.detection_costs import (
+    ASVSPOOF5,
+    FIELD_METRICS,
+    Costs,
+    field_metrics,
+)
+from deepfake_detect.models import calibration as calib
 from deepfake_detect.models.detector import Detector
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,7 @@ class Scored:
     name: str
     rows: list[dict[str, Any]]
     scores: np.ndarray
+    raw: np.ndarray | None = None  # the scores before calibration, when calibrated
 
     @property
     def labels(self) -> np.ndarray:
@@ -54,15 +66,28 @@ class Scored:
         return [str(row["group"]) for row in self.rows]
 
 
+def validation_scores(trainer: pl.Trainer, model: Detector, dm: AudioDataModule) -> Scored:
+    """The validation set's rows and raw window scores (its loader's ``limit`` applied)."""
+    batches = trainer.predict(model, datamodule=dm)  # its predict loader: val
+    scores = torch.cat(list(batches)).float().numpy().astype(np.float64)
+    return Scored("val", list(dm.entries["val"].rows[: len(scores)]), scores)
+
+
 def choose_threshold(trainer: pl.Trainer, model: Detector, dm: AudioDataModule,
                      rule: float | str) -> tuple[float, str]:
     """The decision threshold: a fixed number, or ``val_eer`` (the EER point on val)."""
     if not isinstance(rule, str):
         return float(rule), f"fixed {float(rule):g}"
-    batches = trainer.predict(model, datamodule=dm)  # its predict loader: val
-    scores = torch.cat(list(batches))
-    labels = torch.from_numpy(dm.entries["val"].labels[: len(scores)])
-    _, threshold = M.equal_error_rate(scores, labels)
+    val = validation_scores(trainer, model, dm)
+    return threshold_on(val, rule)
+
+
+def threshold_on(val: Scored, rule: float | str) -> tuple[float, str]:
+    """The threshold ``rule`` gives on the (scored) validation set."""
+    if not isinstance(rule, str):
+        return float(rule), f"fixed {float(rule):g}"
+    scores = torch.from_numpy(val.scores).float()
+    _, threshold = M.equal_error_rate(scores, torch.from_numpy(val.labels))
     if threshold != threshold:  # one class only in val: fall back visibly
         log.warning("the validation set lacks a class; threshold val_eer -> 0.5")
         return 0.5, "fixed 0.5 (val_eer unavailable)"
@@ -70,8 +95,10 @@ def choose_threshold(trainer: pl.Trainer, model: Detector, dm: AudioDataModule,
 
 
 def level_values(scored: Scored, threshold: float, intervals: Intervals,
-                 count: str = "n_clips") -> dict[str, float]:
-    """Metrics of one level of one test set, with intervals, per-generator accuracy and n."""
+                 count: str = "n_clips", costs: Costs = ASVSPOOF5,
+                 field_intervals: bool = True) -> dict[str, float]:
+    """Metrics of one level of one test set, with intervals (of the field's metrics too,
+    unless ``field_intervals`` is off), per-generator accuracy and n."""
     labels = scored.labels
     values = M.binary_metrics(torch.from_numpy(scored.scores).float(),
                               torch.from_numpy(labels), threshold)
@@ -80,17 +107,38 @@ def level_values(scored: Scored, threshold: float, intervals: Intervals,
     if intervals.n_boot:
         found = stats.intervals(scored.scores, labels, scored.groups, threshold,
                                 intervals.n_boot, intervals.level, intervals.seed, HEADLINE)
+        if field_intervals:
+            found.update(stats.intervals_of(
+                lambda s, y: field_metrics(s, y, costs), scored.scores, labels, scored.groups,
+                intervals.n_boot, intervals.level, intervals.seed, FIELD_METRICS))
         for metric, interval in found.items():
             values[f"{metric}_ci_low"], values[f"{metric}_ci_high"] = interval.low, interval.high
+    values.update(field_metrics(scored.scores, labels, costs))
     values[count] = float(len(labels))
     values["n_groups"] = float(len(set(scored.groups)))
+    for label, name in ((0, "human"), (1, "ai")):
+        values[f"n_groups_{name}"] = float(len({g for g, y in zip(scored.groups, labels,
+                                                                  strict=True) if y == label}))
     return values
+
+
+def uncalibrated(raw: Scored, calibration: dict[str, Any] | None,
+                 costs: Costs) -> dict[str, float]:
+    """What calibration changed: ECE, Cllr and actDCF of the raw scores (none without)."""
+    if not calibration:
+        return {}
+    found = field_metrics(raw.scores, raw.labels, costs)
+    return {f"uncalibrated/{k}": found[k] for k in ("ece", "cllr", "act_dcf")}
 
 
 def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir: Path,
              threshold: float = 0.5, intervals: Intervals = Intervals(),
-             aggregate: str = "mean") -> tuple[dict[str, float], list[Path]]:
-    """Run the test loop; return ``test/<distortion>/...`` values and artifact files."""
+             aggregate: str = "mean", calibration: dict[str, Any] | None = None,
+             costs: Costs = ASVSPOOF5, sets: dict[str, Scored] | None = None
+             ) -> tuple[dict[str, float], list[Path]]:
+    """Run the test loop; return ``test/<distortion>/...`` values and artifact files.
+    Window scores are calibrated first (``calibration``, see :mod:`calibration`); ``sets``,
+    when given, receives each test set's scored windows."""
     trainer.test(model, datamodule=dm, verbose=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     flat: dict[str, float] = {}
@@ -98,15 +146,21 @@ def evaluate(trainer: pl.Trainer, model: Detector, dm: AudioDataModule, out_dir:
     for name in dm.test_names:
         output = model.test_outputs[name]
         all_rows = dm.test_rows(name)  # limit_test_batches may have scored only some rows
-        scored = Scored(name, [all_rows[int(i)] for i in output["index"]],
-                        output["scores"].numpy().astype(np.float64))
-        values = level_values(scored, threshold, intervals)
+        raw = Scored(name, [all_rows[int(i)] for i in output["index"]],
+                     output["scores"].numpy().astype(np.float64))
+        scored = Scored(name, raw.rows, calib.apply(calibration, raw.scores), raw.scores)
+        if sets is not None:
+            sets[name] = scored
+        values = {**level_values(scored, threshold, intervals, costs=costs),
+                  **uncalibrated(raw, calibration, costs)}
         flat.update({f"test/{name}/{key}": value for key, value in values.items()})
         files += write_test_set(scored, values, threshold, out_dir, model, output)
         if file_level(scored.rows):
             file_rows, file_scores = by_file(scored.rows, scored.scores, aggregate)
             per_file = Scored(name, file_rows, file_scores)
-            file_values = level_values(per_file, threshold, intervals, "n_files")
+            file_values = {**level_values(per_file, threshold, intervals, "n_files", costs),
+                           **uncalibrated(Scored(name, file_rows, by_file(
+                               raw.rows, raw.scores, aggregate)[1]), calibration, costs)}
             flat.update({f"test/{name}/file/{key}": v for key, v in file_values.items()})
             files.append(M.write_file_predictions(out_dir / f"predictions_{name}_files.csv",
                                                   file_rows, file_scores, threshold))

@@ -44,7 +44,7 @@ def robustness_model(model: Any, distortion: str, values: Sequence[float],
     dm = AudioDataModule(data, loaded.features, points[0], [], seed)
     log.info("%s", loaded.describe())
     curve, = compute_curves(dm, [(spec, points)], loop_scorer(detector, dm.loader.batch_size),
-                            loaded.threshold, n_boot)
+                            loaded.raw_threshold, n_boot)
     run_id = loaded.meta.get("run_id")
     out = Path(out) if out else job.out_dir("robustness", loaded)
     meta = {"source": str(loaded.source), "run_id": run_id,

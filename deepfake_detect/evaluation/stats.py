@@ -12,7 +12,7 @@ same inputs give the same interval.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,12 +148,22 @@ def intervals(scores: Sequence[float], labels: Sequence[int], groups: Sequence[s
               threshold: float = 0.5, n_boot: int = N_BOOT, level: float = LEVEL,
               seed: int = 0, metrics: Sequence[str] = METRICS) -> dict[str, Interval]:
     """Each metric with its group-bootstrap interval."""
+    return intervals_of(lambda s, y: detection_metrics(s, y, threshold), scores, labels,
+                        groups, n_boot, level, seed, metrics)
+
+
+def intervals_of(measure: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+                 scores: Sequence[float], labels: Sequence[int], groups: Sequence[str],
+                 n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0,
+                 metrics: Sequence[str] | None = None) -> dict[str, Interval]:
+    """Each metric that ``measure(scores, labels)`` returns (or those in ``metrics``) with
+    its group-bootstrap interval (the replicates :func:`intervals` draws for the same seed)."""
     s, y = _arrays(scores, labels)
-    point = detection_metrics(s, y, threshold)
-    draws = replicates(groups, y, n_boot, seed)
+    point = measure(s, y)
+    metrics = tuple(point) if metrics is None else tuple(metrics)
     values: dict[str, list[float]] = {m: [] for m in metrics}
-    for index in draws:
-        again = detection_metrics(s[index], y[index], threshold)
+    for index in replicates(groups, y, n_boot, seed):
+        again = measure(s[index], y[index])
         for metric in metrics:
             values[metric].append(again[metric])
     n_groups = len({str(g) for g in groups})

@@ -51,7 +51,7 @@ def explain_model(model: Any, overrides: Sequence[str] = (), *, out: Path | None
     files = []
     for distortion in distortions:
         entry = dm.split_entry("test", distortion)
-        files += explain_test_set(detector, entry.features, entry.rows, cfg, loaded.threshold,
+        files += explain_test_set(detector, entry.features, entry.rows, cfg, loaded.raw_threshold,
                                   out, f"{prefix}-{distortion.name}")
     logged = log_to_run(files, run_id, uri) if mlflow else None
     return {"files": [str(f) for f in files], "out": str(out), "run_id": logged}

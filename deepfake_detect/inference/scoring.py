@@ -7,7 +7,8 @@ seconds -- plus one window ending at the end of the file when the hops do not re
 the tail is always seen -- and each window becomes the kind of row the model trained on
 (:meth:`FrontEnd.rows`: the very feature function of training). Memory holds a block, a
 window and a batch of rows, whatever the file's length. A file shorter than one window gives
-one window, zero-padded at the end as in training. Window scores (P(AI-generated)) are
+one window, zero-padded at the end as in training. Window scores (P(AI-generated), calibrated
+by the bundle's map when it has one: :mod:`deepfake_detect.models.calibration`) are
 aggregated per file (mean or max) and compared with the threshold: ``score >= threshold``
 means ``ai``. Windows from consecutive files share model batches.
 """
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from deepfake_detect.data import audio
 from deepfake_detect.data.inputs import Item, require_inputs
 from deepfake_detect.errors import UsageError
+from deepfake_detect.models.calibration import apply as apply_calibration
 from deepfake_detect.models.detector import Detector, ai_probability
 from deepfake_detect.models.refs import LoadedModel, load_model
 
@@ -278,7 +280,7 @@ class Scorer:
             row = rows[index]
             if row["error"]:  # failed after some of its windows were queued
                 continue
-            window_scores = ai_probability(probs)
+            window_scores = apply_calibration(self.loaded.calibration, ai_probability(probs))
             score = float(window_scores.mean() if aggregate == "mean" else window_scores.max())
             row.update(score=score, decision=names[int(score >= self.cut)],
                        n_windows=len(window_scores))

@@ -50,6 +50,18 @@ class LoadedModel:
         return float(self.meta.get("threshold", 0.5))
 
     @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The bundle's calibration map (:mod:`deepfake_detect.models.calibration`), if any."""
+        return self.meta.get("calibration") or None
+
+    @property
+    def raw_threshold(self) -> float:
+        """The threshold on the uncalibrated score (what explain and robustness read)."""
+        from deepfake_detect.models.calibration import raw_threshold
+
+        return raw_threshold(self.calibration, self.threshold)
+
+    @property
     def threshold_rule(self) -> str:
         return str(self.meta.get("threshold_rule") or "default 0.5")
 

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from deepfake_detect import atomic, tracking  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
-from deepfake_detect.reporting import comparison, report_html, studies  # noqa: E402
+from deepfake_detect.reporting import comparison, field_report, report_html, studies
 
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
 
@@ -188,22 +188,29 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     files_grid = collect(runs, metrics, level="file/")
     if files_grid.cols:
         text += "\n" + markdown(files_grid, metrics, f"{title}: file level", "file/")
-    cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics)
+    figures: list[Path] = []
+    cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics, out_dir, figures)
     logo_lines, logo_logged = studies.logo_section(runs, grid.cols)
     cross_lines, cross_logged = studies.sources_section(runs)
     text += "\n".join(["", *cv_lines, *logo_lines, *cross_lines,
                        *studies.skipped_section(skipped)])
+    field = field_report.sections(client, runs, grid.cols, collect(
+        runs, field_report.COST_METRICS, level="file/" if files_grid.cols else ""),
+        markdown, title, out_dir)
+    text += "\n".join(field.lines) + "\n"
     md = atomic.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
     loaded = comparison.load_runs(client, runs, comparison.needs_predictions(runs, compare))
     results, extra = comparison.write_comparisons(loaded, out_dir, compare, n_boot)
     page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
                              collect(runs, report_html.generator_metrics(runs)), len(runs))
-    summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png, *extra, page],
+    summary_id = (_log_summary(client, experiment_id, grid, metrics,
+                               [md, png, *extra, *figures, *field.figures, page],
                                sweep_id, len(runs), {**cv_logged, **logo_logged, **cross_logged})
                   if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
-            "n_runs": len(runs), "html": page, "comparisons": results}
+            "n_runs": len(runs), "html": page, "comparisons": results,
+            "verdicts": field.verdicts, "figures": [*figures, *field.figures]}
 
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from deepfake_detect.errors import DeepfakeDetectError
-from deepfake_detect.evaluation import stats
+from deepfake_detect.evaluation import det_curves, stats
+from deepfake_detect.reporting.verdict import verdict
 from deepfake_detect.tracking import SKIPPED_TAG
 
 LEVELS = ("file/", "")  # file level first when the runs have it
@@ -73,13 +74,50 @@ def models_of(runs: list[Any], test: str, level: str) -> list[tuple[str, str, st
                         if k.startswith("baseline/")}):
         out.append((name, f"baseline/{name}/test/{test}/{level}",
                     f"baselines/baseline_{name}_{test}{suffix}.csv"))
+    if all(f"fusion/test/{test}/{level}auroc" in r.data.metrics for r in runs):
+        out.append(("fusion", f"fusion/test/{test}/{level}", f"fusion/fusion_{test}{suffix}.csv"))
     return out
 
 
+def pooled_verdict(test: str, level: str, pooled: dict[str, tuple]) -> list[str]:
+    """The verdict wording (:mod:`verdict`) on the folds' pooled predictions: the CNN's
+    pooled AUROC interval, the baselines' pooled AUROC."""
+    if "CNN" not in pooled:
+        return []
+    scores, labels, groups = pooled["CNN"]
+    auroc = stats.intervals(scores, labels, groups, metrics=("auroc",))["auroc"]
+    prefix = f"test/{test}/{level}"
+    values = {f"{prefix}auroc": auroc.value, f"{prefix}auroc_ci_low": auroc.low,
+              f"{prefix}auroc_ci_high": auroc.high}
+    for label, name in ((0, "human"), (1, "ai")):
+        values[f"{prefix}n_groups_{name}"] = len({g for g, y in zip(groups, labels, strict=True)
+                                                  if y == label})
+    for name, (s, y, _) in pooled.items():
+        if name not in ("CNN", "fusion"):
+            values[f"baseline/{name}/test/{test}/{level}auroc"] = stats.auroc(s, y)
+    return [line.replace("verdict (", "pooled verdict (", 1)
+            for line in verdict(values, test, level).lines]
+
+
+def pooled_figure(out_dir: Path | None, key: str, test: str, level: str,
+                  pooled: dict[str, tuple]) -> list[Path]:
+    """The ROC/DET figure of every model's pooled out-of-fold predictions."""
+    if out_dir is None or not pooled:
+        return []
+    slug = "".join(c if c.isalnum() else "_" for c in key).strip("_")
+    return det_curves.write_curves(
+        out_dir, f"roc_det_cv_{slug}_{test}", f"cross-validation {key}: {test}, pooled "
+        f"out-of-fold ({level.rstrip('/') or 'window'} level)",
+        {name: (s, y) for name, (s, y, _) in pooled.items()})
+
+
 def cv_section(client: Any, runs: list[Any], tests: list[str],
-               metrics: tuple[str, ...]) -> tuple[list[str], dict[str, float]]:
+               metrics: tuple[str, ...], out_dir: Path | None = None,
+               figures: list[Path] | None = None) -> tuple[list[str], dict[str, float]]:
     """Markdown lines and summary-run metrics for every cross-validation in ``runs``: per
-    model (the CNN, each baseline) mean ± sd across folds and the pooled out-of-fold AUROC."""
+    model (the CNN, each baseline, the fusion) mean ± sd across folds and the pooled
+    out-of-fold AUROC, the pooled verdict and (with ``out_dir``) the pooled ROC/DET figure,
+    whose files are added to ``figures``."""
     metrics = tuple(dict.fromkeys((*metrics, "auroc")))
     lines: list[str] = []
     logged: dict[str, float] = {}
@@ -92,17 +130,23 @@ def cv_section(client: Any, runs: list[Any], tests: list[str],
                       "95 % interval over groups.", "",
                       "| model | " + " | ".join(metrics) + " | pooled out-of-fold AUROC |",
                       "|---|" + "---|" * (len(metrics) + 1)]
+            everything: dict[str, tuple] = {}
             for name, prefix, artifact in models_of(members, test, level):
                 means = [cell([r.data.metrics.get(f"{prefix}{m}", float("nan"))
                                for r in members]) for m in metrics]
                 pooled = pooled_predictions(client, members, artifact)
                 text = "–"
                 if pooled is not None:
+                    everything[name] = pooled
                     auroc = stats.intervals(*pooled, metrics=("auroc",))["auroc"]
                     text = f"{auroc.text()} (n = {auroc.n_groups} groups)"
                     logged[f"cv/{test}/{level}{name}/pooled_auroc"] = auroc.value
                 lines.append(f"| {name} | " + " | ".join(means) + f" | {text} |")
-            lines.append("")
+            lines += ["", *pooled_verdict(test, level, everything), ""]
+            drawn = pooled_figure(out_dir, key, test, level, everything)
+            if drawn and figures is not None:
+                figures += drawn
+                lines += [f"![pooled ROC and DET, {test}]({drawn[-1].name})", ""]
     return lines, logged
 
 

@@ -36,7 +36,9 @@ from deepfake_detect.errors import ConfigError
 from deepfake_detect.evaluation.aggregate import AGGREGATES
 from deepfake_detect.evaluation.baselines import BASELINES
 from deepfake_detect.evaluation.cross_dataset import TestSource, parse_sources
+from deepfake_detect.evaluation.detection_costs import Costs
 from deepfake_detect.explain import ExplainConfig, explain_config
+from deepfake_detect.models.calibration import METHODS as CALIBRATIONS
 from deepfake_detect.models.detector import ModelConfig
 from deepfake_detect.models.refs import check_ref
 from deepfake_detect.models.resnet import resolve_weights
@@ -63,7 +65,8 @@ SELECT = {"val/auroc": "max", "val/acc": "max", "val/loss": "min", "last": ""}
 class EvalConfig:
     """The ``eval`` node: test distortions, the decision threshold, which epoch is packaged,
     file-level aggregation, bootstrap intervals, the shortcut baselines and the robustness
-    curves computed at the end of training."""
+    curves computed at the end of training; the field's detection costs, calibration and
+    fusion."""
 
     distortions: tuple[str, ...] = ("base",)
     threshold: float | str = 0.5
@@ -74,8 +77,16 @@ class EvalConfig:
     baselines: tuple[str, ...] = ()
     curves: tuple[CurveSpec, ...] = ()
     sources: tuple[TestSource, ...] = ()  # other datasets tested with the same model
+    calibration: str = "none"
+    fusion: bool = False
+    dcf: Costs = Costs()
 
     def __post_init__(self) -> None:
+        one_of(self.calibration, CALIBRATIONS, "calibration")
+        require(isinstance(self.fusion, bool), "fusion", f"must be true or false, got "
+                f"{self.fusion!r}")
+        require(not self.fusion or len(self.baselines) > 0, "fusion",
+                "fuses the detector with the shortcut baselines: list some in eval.baselines")
         require(len(self.distortions) > 0, "distortions", "list at least one test distortion")
         require(self.threshold == "val_eer" or (isinstance(self.threshold, int | float)
                                                 and 0 < self.threshold < 1), "threshold",
@@ -203,7 +214,21 @@ def eval_config(node: Any) -> EvalConfig:
     values["curves"] = tuple(curve_spec(node, f"eval.curves.{i}")
                              for i, node in enumerate(curves))
     values["sources"] = parse_sources(values.get("sources"))
+    if "dcf" in values:
+        values["dcf"] = dcf_costs(values["dcf"])
     return build(EvalConfig, values, "eval")
+
+
+def dcf_costs(node: Any) -> Costs:
+    """``eval.dcf``: the prior of AI files and the two costs (see :mod:`detection_costs`)."""
+    costs = build(Costs, node, "eval.dcf")
+    require(isinstance(costs.p_spoof, int | float) and 0 < costs.p_spoof < 1, "eval.dcf.p_spoof",
+            f"must be a prior in (0, 1), got {costs.p_spoof!r}")
+    for key in ("c_miss", "c_fa"):
+        value = getattr(costs, key)
+        require(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
+                f"eval.dcf.{key}", f"must be a positive cost, got {value!r}")
+    return Costs(float(costs.p_spoof), float(costs.c_miss), float(costs.c_fa))
 
 
 def curve_spec(node: Any, prefix: str) -> CurveSpec:

@@ -17,11 +17,12 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
@@ -31,9 +32,17 @@ from deepfake_detect.config import to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.evaluation.baselines import run_baselines
 from deepfake_detect.evaluation.cross_dataset import evaluate_sources
-from deepfake_detect.evaluation.evaluate import Intervals, choose_threshold, evaluate
+from deepfake_detect.evaluation.evaluate import (
+    Intervals,
+    Scored,
+    evaluate,
+    threshold_on,
+    validation_scores,
+)
+from deepfake_detect.evaluation.field_eval import DETECTOR, Scores, Setting, extras
 from deepfake_detect.evaluation.robustness import run_curves, trainer_scorer
 from deepfake_detect.explain import explain_datamodule
+from deepfake_detect.models import calibration as calib
 from deepfake_detect.models.bundle import save_bundle
 from deepfake_detect.models.detector import Detector
 from deepfake_detect.models.frontend import FrontEnd
@@ -101,10 +110,11 @@ def run_plan(p: Plan) -> dict[str, Any]:
         trainer = fit(p, run_dir, model, dm, tracked, checkpoint)
         selected = select(p, trainer, model)
         tester = trainer if trainer.world_size == 1 else test_trainer(p, run_dir)
-        threshold, rule = choose_threshold(tester, model, dm, p.eval.threshold)
-        result = test_and_package(p, tester, model, dm, tracked, (threshold, rule), selected)
-        log_curves(p, tester, model, dm, tracked, threshold)
-        log_explanations(p, model, dm, tracked, threshold)
+        decided = decide(p, tester, model, dm)
+        result = test_and_package(p, tester, model, dm, tracked, decided, selected)
+        raw_threshold = calib.raw_threshold(decided.calibration, decided.threshold)
+        log_curves(p, tester, model, dm, tracked, raw_threshold)  # they read raw scores
+        log_explanations(p, model, dm, tracked, raw_threshold)
         tracked.finish(result)
     prune_checkpoints(run_dir.checkpoints, p.resolved["trainer"].get("keep_checkpoints", "best"))
     log.info("results:\n%s", results_table(result, dm.test_names))
@@ -201,6 +211,32 @@ def select(p: Plan, trainer: pl.Trainer, model: Detector) -> dict[str, Any]:
             "selected_score": float(score)}
 
 
+@dataclass
+class Decided:
+    """What validation decides before the tests: the calibration, the threshold on the
+    (calibrated) score and its rule, and the scored validation set (None when unneeded)."""
+
+    threshold: float
+    rule: str
+    calibration: dict[str, Any] | None = None
+    val: Scored | None = None
+
+
+def decide(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule) -> Decided:
+    """Fit the calibration on the validation scores (``eval.calibration``), then choose the
+    threshold on the calibrated scores (``eval.threshold``)."""
+    ev = p.eval
+    needed = isinstance(ev.threshold, str) or ev.calibration != "none" or ev.fusion
+    if not needed:
+        return Decided(*threshold_on(Scored("val", [], np.zeros(0)), ev.threshold))
+    raw = validation_scores(tester, model, dm)
+    calibration = calib.fit(ev.calibration, raw.scores, raw.labels)
+    if calibration:
+        log.info("calibration: %s", calib.describe(calibration))
+    val = Scored("val", raw.rows, calib.apply(calibration, raw.scores), raw.scores)
+    return Decided(*threshold_on(val, ev.threshold), calibration, val)
+
+
 def test_trainer(p: Plan, run_dir: RunDir) -> pl.Trainer:
     """A one-device Trainer for rank 0 after distributed training: under DDP every process
     would test (and pick the threshold on) only its own shard of each set."""
@@ -209,29 +245,52 @@ def test_trainer(p: Plan, run_dir: RunDir) -> pl.Trainer:
                       default_root_dir=run_dir.path)
 
 
+def test_sources(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
+                 tracked: TrackedRun, decided: Decided) -> dict[str, float]:
+    """The same model on the other datasets of ``eval.sources`` (calibrated like the test
+    sets, so the threshold means the same); their metrics."""
+    ev = p.eval
+    if not ev.sources:
+        return {}
+    raw = trainer_scorer(tester, model, dm.loader.batch_size)
+    values, written = evaluate_sources(
+        ev.sources, dm, lambda entry: calib.apply(decided.calibration, raw(entry)),
+        decided.threshold, Intervals(ev.bootstrap, ev.ci_level, p.seed), ev.file_aggregate,
+        ev.baselines, tracked.run_dir.artifacts / "sources")
+    tracked.log_files(written, "sources")
+    return values
+
+
 def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
-                     tracked: TrackedRun, threshold: tuple[float, str],
+                     tracked: TrackedRun, decided: Decided,
                      selected: dict[str, Any]) -> dict[str, Any]:
-    """Test on every test distortion and the baselines on the same split, write the bundle,
-    log metrics and files; the result."""
+    """Test on every test distortion and the baselines on the same split, the figures and
+    fusion beside them, write the bundle, log metrics and files; the result."""
     run_dir, ev = tracked.run_dir, p.eval
     intervals = Intervals(ev.bootstrap, ev.ci_level, p.seed)
-    flat, files = evaluate(tester, model, dm, run_dir.artifacts, threshold[0], intervals,
-                           ev.file_aggregate)
+    scores = Scores(tests={DETECTOR: {}})
+    flat, files = evaluate(tester, model, dm, run_dir.artifacts, decided.threshold, intervals,
+                           ev.file_aggregate, decided.calibration, ev.dcf,
+                           scores.tests[DETECTOR])
     if ev.baselines:
         values, written = run_baselines(ev.baselines, dm, run_dir.artifacts / "baselines",
-                                        intervals, ev.file_aggregate)
+                                        intervals, ev.file_aggregate, ev.dcf, scores.tests,
+                                        scores.val if ev.fusion else None)
         flat.update(values)
         tracked.log_files(written, "baselines")
-    if ev.sources:  # other datasets, the same model (eval.sources)
-        values, written = evaluate_sources(
-            ev.sources, dm, trainer_scorer(tester, model, dm.loader.batch_size), threshold[0],
-            intervals, ev.file_aggregate, ev.baselines, run_dir.artifacts / "sources")
-        flat.update(values)
-        tracked.log_files(written, "sources")
-    flat["threshold"] = threshold[0]
-    bundle = save_bundle(run_dir.path / "model.ckpt", model, threshold[0], threshold[1],
-                         {"run_id": tracked.run_id, **bundle_record(p, dm, selected)})
+    if decided.val is not None:
+        scores.val[DETECTOR] = decided.val
+    setting = Setting(intervals, ev.dcf, ev.file_aggregate, p.features.sample_rate, ev.fusion)
+    values, figures, fused = extras(scores, list(dm.test_names), setting, run_dir.artifacts)
+    flat.update(values)
+    tracked.log_files(figures, "curves")
+    tracked.log_files(fused, "fusion")
+    flat.update(test_sources(p, tester, model, dm, tracked, decided))
+    flat["threshold"] = decided.threshold
+    bundle = save_bundle(run_dir.path / "model.ckpt", model, decided.threshold, decided.rule,
+                         {"run_id": tracked.run_id, **bundle_record(p, dm, selected),
+                          **({"calibration": decided.calibration} if decided.calibration
+                             else {})})
     tracked.log_files([bundle], "model")
     tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
                         step=tracked.step)

@@ -6,9 +6,11 @@ of a run and again when a finished config is asked for. No heavy imports."""
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from deepfake_detect.reporting.verdict import verdict_lines
 from deepfake_detect.runs import SWEEP_TAG, finished_result, run_dir_for
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,8 @@ log = logging.getLogger(__name__)
 # (metric key, column header)
 COLUMNS = (("accuracy", "acc"), ("balanced_accuracy", "bal_acc"), ("auroc", "auroc"),
            ("eer", "eer"))
+FIELD_COLUMNS = (("min_dcf", "minDCF"), ("act_dcf", "actDCF"), ("cllr", "Cllr"),
+                 ("min_cllr", "minCllr"), ("ece", "ECE"))
 WIDTH = 100
 VERDICT_METRIC = "auroc"
 
@@ -70,7 +74,10 @@ def results_table(result: Mapping[str, Any], names: Sequence[str] | None = None)
     lines = []
     for level, title in levels:
         lines += [f"{title}; 95 % intervals over groups:", *level_table(result, names, level)]
+    lines += field_table(result, names, levels[0][0])
     lines += baseline_lines(result, names, levels[0][0])
+    lines += [part for line in verdict_lines(result, names, levels[0][0])
+              for part in textwrap.wrap(line, WIDTH, subsequent_indent="    ")]
     if any("/attribution/" in key for key in result):
         lines.append("attribution (closed set):")
         for name in names:
@@ -96,24 +103,26 @@ def baseline_lines(result: Mapping[str, Any], names: Sequence[str], level: str) 
     lines = [f"{VERDICT_METRIC} beside shortcut baselines on the same split "
              f"({'file' if level else 'window'} level):",
              f"{'model':<17}" + "".join(f"{test[:18]:<19}" for test in names)]
-    for name, prefix in [("CNN", "test"), *((b, f"baseline/{b}/test") for b in baselines)]:
+    fused = [("fusion", "fusion/test")] if any(k.startswith("fusion/") for k in result) else []
+    for name, prefix in [("CNN", "test"), *((b, f"baseline/{b}/test") for b in baselines),
+                         *fused]:
         lines.append(f"{name:<17}" + "".join(
             f"{cell(result, f'{prefix}/{test}/{level}{VERDICT_METRIC}'):<19}" for test in names))
-    return lines + verdicts(result, names, level)
+    return lines
 
 
-def verdicts(result: Mapping[str, Any], names: Sequence[str], level: str) -> list[str]:
-    out = []
-    for test in names:
-        low = _number(result.get(f"test/{test}/{level}{VERDICT_METRIC}_ci_low"))
-        best = max(((v, b) for b in baselines_in(result) if (v := _number(result.get(
-            f"baseline/{b}/test/{test}/{level}{VERDICT_METRIC}"))) is not None and v == v),
-            default=None)
-        if low is not None and low == low and best is not None and low <= best[0]:
-            out.append(f"verdict ({test}): not distinguishable from {best[1]} "
-                       f"(CNN {cell(result, f'test/{test}/{level}{VERDICT_METRIC}')} vs "
-                       f"{best[0]:.3f})")
-    return out
+def field_table(result: Mapping[str, Any], names: Sequence[str], level: str) -> list[str]:
+    """The field's detection costs (ASVspoof practice) per test set, at ``level``."""
+    if not any(f"test/{n}/{level}min_dcf" in result for n in names):
+        return []
+    first = max([4, *map(len, names)]) + 2
+    lines = ["detection costs (minDCF, actDCF: eval.dcf; Cllr, minCllr in bits; ECE):",
+             "test".ljust(first) + "".join(f"{title:<18}" for _, title in FIELD_COLUMNS)]
+    for name in names:
+        prefix = f"test/{name}/{level}"
+        lines.append(name.ljust(first) + "".join(f"{cell(result, prefix + key):<18}"
+                                                 for key, _ in FIELD_COLUMNS))
+    return lines
 
 
 def _number(value: Any) -> float | None:

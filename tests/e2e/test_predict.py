@@ -33,7 +33,9 @@ def trained(tmp_path_factory) -> dict:
     from tests.helpers.configs import TINY, compose_cfg
 
     root = tmp_path_factory.mktemp("predict") / "out"
-    cfg = compose_cfg([*TINY, "eval.distortions=[base]"], root)
+    # Calibrated (Platt on validation), so predict must print the calibrated scores the
+    # test loop wrote: test_score_matches_the_test_loop checks the bundle's round trip.
+    cfg = compose_cfg([*TINY, "eval.distortions=[base]", "eval.calibration=platt"], root)
     result = train(cfg)
     return {**result, "cfg": cfg}
 
@@ -229,6 +231,10 @@ def test_score_matches_the_test_loop(trained: dict, tmp_path: Path) -> None:
 
     expected = _read_csv(Path(trained["run_dir"]) / "artifacts" / "predictions_base.csv")
     assert expected
+    import torch
+
+    bundle = torch.load(Path(trained["run_dir"]) / "model.ckpt", weights_only=True)
+    assert bundle["calibration"]["method"] == "platt"  # the CSV's scores are calibrated
     folder = tmp_path / "test_clips"
     folder.mkdir()
     for row in expected:
@@ -266,7 +272,36 @@ def test_streamed_scores_equal_the_whole_file_path(trained: dict, tmp_path: Path
     assert row["error"] == "" and row["n_windows"] == len(starts) > 100
     assert row["duration_s"] == pytest.approx(len(wave) / cfg.sample_rate)
     assert row["window_starts_s"] == pytest.approx([s / cfg.sample_rate for s in starts])
-    np.testing.assert_allclose(row["window_scores"], probs[:, 1], atol=1e-5)
+    from deepfake_detect.models.calibration import apply
+
+    np.testing.assert_allclose(row["window_scores"], apply(loaded.calibration, probs[:, 1]),
+                               atol=1e-5)
+
+
+def test_predict_applies_the_bundles_calibration(trained: dict, good_files: Path,
+                                                 tmp_path: Path) -> None:
+    """The bundle's calibration map is what predict prints: the same model with another map
+    gives that map of the raw window scores, and the threshold stays on the calibrated
+    score."""
+    import torch
+
+    from deepfake_detect.models.calibration import apply
+
+    payload = torch.load(Path(trained["run_dir"]) / "model.ckpt", weights_only=True)
+    bare = {k: v for k, v in payload.items() if k != "calibration"}
+    steep = {**payload, "calibration": {"method": "platt", "slope": 3.0, "offset": 0.4}}
+    torch.save(bare, tmp_path / "bare.ckpt")
+    torch.save(steep, tmp_path / "steep.ckpt")
+    wav = good_files / "short.wav"
+    kwargs = {"device": "cpu", "threads": 1, "per_window": True}
+    (raw,) = inference.predict(str(tmp_path / "bare.ckpt"), [wav], **kwargs)
+    (calibrated,) = inference.predict(str(tmp_path / "steep.ckpt"), [wav], **kwargs)
+    expected = apply(steep["calibration"], raw["window_scores"])
+    assert calibrated["window_scores"] == pytest.approx(list(expected), abs=1e-6)
+    assert calibrated["score"] == pytest.approx(float(np.mean(expected)), abs=1e-6)
+    assert calibrated["score"] != pytest.approx(raw["score"], abs=1e-3)
+    assert calibrated["decision"] == ("ai" if calibrated["score"] >= payload["threshold"]
+                                      else "human")
 
 
 # ---------------------------------------------------------------------------------------------

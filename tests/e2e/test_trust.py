@@ -171,7 +171,8 @@ def test_cross_validation_pools_the_folds_as_by_hand(tmp_path: Path, capsys) -> 
     done = subprocess.run(
         [sys.executable, "-m", "deepfake_detect.cli.train", "-m", "experiment=kfold",
          "data.split.folds=3", "data.split.fold=0,1,2", "debug=fast_dev_run",
-         "data.source.n_clips=36", "trainer.limit_test_batches=1.0", "eval.baselines=[]",
+         "data.source.n_clips=36", "trainer.limit_test_batches=1.0",
+         "eval.baselines=[band_stats]", "eval.fusion=true", "eval.calibration=platt",
          "eval.distortions=[base]", f"paths.root={root}"],
         capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -189,6 +190,11 @@ def test_cross_validation_pools_the_folds_as_by_hand(tmp_path: Path, capsys) -> 
     assert len(set(groups)) == len(groups) / 2  # every composition tested once, both versions
     pooled = stats.auroc(scores, labels)
     assert "| CNN |" in text and f"{pooled:.3f} [" in text
+    # The field's scores: the fusion row, the pooled verdict and ROC/DET figure, the costs.
+    assert "| fusion |" in text and "pooled verdict (base):" in text
+    assert list((tmp_path / "r").glob("roc_det_cv_*_base.png")), text
+    assert "detection costs" in text and "| min_dcf |" not in text and "## min_dcf" in text
+    assert "# Verdicts" in text and "verdict (base):" in text
 
 
 def test_folder_patterns_name_generators_and_groups(tmp_path: Path) -> None:
