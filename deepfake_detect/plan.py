@@ -24,11 +24,14 @@ from deepfake_detect import io, scaling
 from deepfake_detect.aggregate import AGGREGATES
 from deepfake_detect.baselines import BASELINES
 from deepfake_detect.config import build, compose_option, one_of, require, to_plain
+from deepfake_detect.data import frontends
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import DISTORTION_KEYS, Distortion, at_strength
+from deepfake_detect.data.encoders import check_encoder
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.explain import ExplainConfig, explain_config
+from deepfake_detect.models import families
 from deepfake_detect.models.detector import ModelConfig
 from deepfake_detect.models.refs import check_ref
 from deepfake_detect.models.resnet import resolve_weights
@@ -178,6 +181,7 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     trainer = trainer_kwargs(resolved["trainer"])
     datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed, task)
+    check_detector(model, features, datamodule.store)
     tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
     tags.update({k: str(v) for k, v in datamodule.split_info.items()})  # a bad holdout: now
     outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
@@ -187,6 +191,15 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
                 weights, logger, trainer, outputs, run_dir_for(resolved),
                 bool(resolved.get("resume", True)), datamodule, explain_config(resolved), tags,
                 if_running(resolved.get("if_running", "auto")), curves)
+
+
+def check_detector(model: ModelConfig, features: FeatureConfig, store: str) -> None:
+    """The model family reads this front end, the front end this store; an encoder's folder
+    is there."""
+    families.check(model, features)
+    frontends.check_store(features, store)
+    if features.kind == "embedding":
+        check_encoder(features)
 
 
 def if_running(value: Any) -> str:

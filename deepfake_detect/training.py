@@ -42,7 +42,7 @@ from deepfake_detect.evaluate import Intervals, choose_threshold, evaluate
 from deepfake_detect.explain import explain_datamodule
 from deepfake_detect.lifecycle import TrackedRun
 from deepfake_detect.models.bundle import save_bundle
-from deepfake_detect.models.detector import Detector
+from deepfake_detect.models.detector import Detector, profile
 from deepfake_detect.models.frontend import FrontEnd
 from deepfake_detect.models.refs import init_from
 from deepfake_detect.models.resnet import load_backbone_weights
@@ -126,9 +126,10 @@ def prepare_data(p: Plan, run_dir: RunDir) -> AudioDataModule:
 
 def build_model(p: Plan, dm: AudioDataModule) -> Detector:
     """The detector, its front end normalised with the training rows' statistics."""
-    mean, std = FrontEnd(p.features, dm.store).moments(dm.entries["train"].features)
+    # dm.features: the plan's, with a band of ``fmax: auto`` resolved against the source.
+    mean, std = FrontEnd(dm.features, dm.store).moments(dm.entries["train"].features)
     model = Detector(model=asdict(p.model), feature_mean=mean, feature_std=std,
-                     test_names=tuple(dm.test_names), features=p.features.as_dict(),
+                     test_names=tuple(dm.test_names), features=dm.features.as_dict(),
                      classes=dm.classes, store=dm.store)
     if p.resolved["trainer"].get("channels_last"):  # the conv weights set the layout
         model = model.to(memory_format=torch.channels_last)
@@ -223,12 +224,17 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
         flat.update(values)
         tracked.log_files(written, "baselines")
     flat["threshold"] = threshold[0]
+    values, shape = profile(model)
+    flat.update(values)
+    log.info("model %s on %s rows of %s: %d parameters (%d trainable), %.0f test clips/s",
+             p.model.name, model.features.kind, shape, values["model/params"],
+             values["model/trainable_params"], values.get("model/test_clips_per_s", 0.0))
     bundle = save_bundle(run_dir.path / "model.ckpt", model, threshold[0], threshold[1],
                          {"run_id": tracked.run_id, **provenance(p, dm, selected)})
     tracked.log_files([bundle], "model")
     tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
                         step=tracked.step)
-    tracked.log_params({"selected_epoch": selected["selected_epoch"]})
+    tracked.log_params({"selected_epoch": selected["selected_epoch"], "model_input": shape})
     skipped = run_dir.artifacts / SKIPPED
     tracked.log_files([*files, *([skipped] if skipped.is_file() else [])])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
