@@ -21,7 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from deepfake_detect import comparison, io, report_html, studies, tracking  # noqa: E402
+from deepfake_detect import (  # noqa: E402
+    comparison,
+    detector_table,
+    io,
+    report_html,
+    studies,
+    tracking,
+)
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
 
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
@@ -188,18 +195,22 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
         text += "\n" + markdown(files_grid, metrics, f"{title}: file level", "file/")
     cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics)
     logo_lines, logo_logged = studies.logo_section(runs, grid.cols)
-    text += "\n".join(["", *cv_lines, *logo_lines])
+    det_lines, det_logged, det_figures, det_tables = detector_table.section(
+        client, runs, grid.cols, out_dir, n_boot)
+    text += "\n".join(["", *det_lines, *cv_lines, *logo_lines])
     md = io.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
     loaded = comparison.load_runs(client, runs, comparison.needs_predictions(runs, compare))
     results, extra = comparison.write_comparisons(loaded, out_dir, compare, n_boot)
     page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
                              collect(runs, report_html.generator_metrics(runs)), len(runs))
-    summary_id = (_log_summary(client, experiment_id, grid, metrics, [md, png, *extra, page],
-                               sweep_id, len(runs), {**cv_logged, **logo_logged})
+    summary_id = (_log_summary(client, experiment_id, grid, metrics,
+                               [md, png, *det_figures, *extra, page], sweep_id, len(runs),
+                               {**cv_logged, **logo_logged, **det_logged})
                   if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
-            "n_runs": len(runs), "html": page, "comparisons": results}
+            "n_runs": len(runs), "html": page, "comparisons": results,
+            "detectors": det_tables, "detector_figures": det_figures}
 
 
 

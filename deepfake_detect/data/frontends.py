@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 

@@ -103,7 +103,8 @@ class Detector(pl.LightningModule):
 
     def train(self, mode: bool = True) -> Detector:
         super().train(mode)
-        if self.cfg.freeze_backbone and self.cfg.name == "resnet18":  # frozen BatchNorm keeps its running statistics
+        # A frozen BatchNorm keeps its running statistics.
+        if self.cfg.freeze_backbone and self.cfg.name == "resnet18":
             for module in self.net.modules():
                 if isinstance(module, nn.BatchNorm2d):
                     module.eval()
