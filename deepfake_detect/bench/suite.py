@@ -40,7 +40,7 @@ from deepfake_detect.bench.effects import effect_figures
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.cache import available_cores
 from deepfake_detect.data.features import FeatureConfig
-from deepfake_detect.plan import distortion_preset
+from deepfake_detect.data.presets import distortion_preset
 
 START = time.perf_counter()
 STUDY = {"sample_rate": 22050, "duration": 10.0, "n_fft": 2048, "hop_length": 512,

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from deepfake_detect import io
+from deepfake_detect import atomic
 from deepfake_detect.bench.suite import SIZES, machine, run, say, table
 
 
@@ -58,5 +58,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         report = {"size": args.size, "machine": info, "settings": asdict(size),
                   "figures": [asdict(row) for row in rows]}
-        io.write_text(args.out, json.dumps(report, indent=1, default=str))
+        atomic.write_text(args.out, json.dumps(report, indent=1, default=str))
     return 0

@@ -1,5 +1,6 @@
 """``deepfake-detect-report``: the train × test distortion matrix of an experiment (or one
-sweep) from MLflow, as markdown, a heatmap and a summary run (:mod:`deepfake_detect.report`).
+sweep) from MLflow, as markdown, a heatmap and a summary run
+(:mod:`deepfake_detect.reporting.report`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 
 from deepfake_detect import tracking
 from deepfake_detect.cli.common import add_verbosity, parse, run
-from deepfake_detect.comparison import comparison_markdown
-from deepfake_detect.report import DEFAULT_METRICS, report
+from deepfake_detect.reporting.comparison import comparison_markdown
+from deepfake_detect.reporting.report import DEFAULT_METRICS, report
 
 log = logging.getLogger("deepfake_detect.cli.report")
 

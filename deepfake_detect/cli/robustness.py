@@ -1,5 +1,6 @@
 """``deepfake-detect-robustness --model REF --distortion NAME --values V1,V2,... [overrides]``:
-a robustness curve of any trained model, without retraining (:mod:`deepfake_detect.robustness`).
+a robustness curve of any trained model, without retraining
+(:mod:`deepfake_detect.evaluation.robustness_run`).
 
 The model is anything ``deepfake-detect-predict`` takes. The test clips come from
 ``conf/train.yaml`` composed with Hydra-style overrides (``experiment=quickstart``,
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _robustness(args: argparse.Namespace) -> int:
-    from deepfake_detect.robustness import robustness_model
+    from deepfake_detect.evaluation.robustness_run import robustness_model
 
     check_model_run_args(args)
     if args.n_boot < 10:
