@@ -12,9 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deepfake_detect import detector_table
 from deepfake_detect.evaluation import stats
-from deepfake_detect.reporting import studies
+from deepfake_detect.reporting import detector_table, studies
 
 
 class Client:
