@@ -229,3 +229,24 @@ def test_the_embedding_family_trains_and_predicts_end_to_end(tmp_path, tiny_enco
     assert metas and all("encoder_files" in m.read_text() for m in metas
                          if '"kind": "embedding"' in m.read_text())
     assert any('"kind": "embedding"' in m.read_text() for m in metas)
+
+
+DETECTORS = sorted(p.stem for p in (Path(__file__).parents[3] / "conf" / "detector").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_every_detector_preset_plans(name, make_cfg, tiny_encoder) -> None:
+    """Each ``detector=<name>`` composes into a plan whose family reads its front end; the
+    embedding preset without a folder names the key to set."""
+    from deepfake_detect.training.plan import plan
+
+    model, _, kind = name.partition("_")
+    if name == "embedding":
+        with pytest.raises(ConfigError, match="features.encoder"):
+            plan(make_cfg(f"detector={name}"))
+        p = plan(make_cfg(f"detector={name}", f"features.encoder={tiny_encoder}"))
+        assert (p.model.name, p.features.kind) == ("embedding", "embedding")
+        return
+    p = plan(make_cfg(f"detector={name}"))
+    assert (p.model.name, p.features.kind) == (model, kind)
+    assert p.features.kind in families.FAMILIES[p.model.name].kinds
