@@ -135,7 +135,7 @@ def clip_features(work: Any, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
     """One clip's row under a ``FeatureWork``'s distortion: from its window, or for a whole-file
     front end from its whole file (every window of a file then has the same row)."""
     cfg = work.features
-    if reads_whole_file(cfg) and clip.path and hasattr(work.source, "segment"):
+    if reads_whole_file(cfg) and clip.path:  # a file (also through a DecodedSource)
         from deepfake_detect.data import distortions as dist
 
         params = dist.draw_params(work.distortion, work.seed, clip.clip_id)

@@ -5,7 +5,8 @@ A file is scored as a whole, streamed: it is decoded and resampled block by bloc
 samples as decoding it at once), cut into windows of the training clip length every ``hop``
 seconds -- plus one window ending at the end of the file when the hops do not reach it, so
 the tail is always seen -- and each window becomes the kind of row the model trained on
-(:meth:`FrontEnd.rows`: the very feature function of training). Memory holds a block, a
+(:meth:`FrontEnd.rows`: the very feature function of training; a whole-file front end, the
+fakeprint's ``whole_file``, gets one row from the whole decoded file). Memory holds a block, a
 window and a batch of rows, whatever the file's length. A file shorter than one window gives
 one window, zero-padded at the end as in training. Window scores (P(AI-generated)) are
 aggregated per file (mean or max) and compared with the threshold: ``score >= threshold``
