@@ -146,7 +146,7 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     trainer = trainer_kwargs(resolved["trainer"])
     datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed, task)
-    check_detector(model, features, datamodule.store, explain_config(resolved))
+    check_detector(model, features, datamodule.store)
     tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
     tags.update({k: str(v) for k, v in datamodule.split_info.items()})  # a bad holdout: now
     outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
@@ -158,15 +158,11 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
                 if_running(resolved.get("if_running", "auto")), curves)
 
 
-def check_detector(model: ModelConfig, features: FeatureConfig, store: str,
-                   explain: ExplainConfig) -> None:
+def check_detector(model: ModelConfig, features: FeatureConfig, store: str) -> None:
     """The model family reads this front end, the front end this store; an encoder's folder
     is there."""
     families.check(model, features)
     frontends.check_store(features, store)
-    if explain.enabled and features.kind != "logmel":
-        raise ConfigError("explain.enabled", "band occlusion and saliency read mel bands: "
-                          f"not available for features.kind={features.kind}")
     if features.kind == "embedding":
         check_encoder(features)
 

@@ -252,3 +252,6 @@ def test_every_detector_preset_plans(name, make_cfg, tiny_encoder) -> None:
     p = plan(make_cfg(f"detector={name}"))
     assert (p.model.name, p.features.kind) == (model, kind)
     assert p.features.kind in families.FAMILIES[p.model.name].kinds
+    if kind != "logmel":  # explain reads mel bands
+        with pytest.raises(ConfigError, match="explain"):
+            plan(make_cfg(f"detector={name}", "explain.enabled=true"))
