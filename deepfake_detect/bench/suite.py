@@ -87,8 +87,8 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def run(size: Size, device: str, audio: Path | None, workdir: Path,
-        loader: dict[str, Any]) -> list:
+def run_suite(size: Size, device: str, audio: Path | None, workdir: Path,
+              loader: dict[str, Any]) -> list:
     features = FeatureConfig(**size.features)
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                           else "cpu" if device == "auto" else device)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_detect import atomic
-from deepfake_detect.cli.common import add_verbosity, parse, run
+from deepfake_detect.cli.common import add_verbosity, run_command
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.inputs import require_inputs
 from deepfake_detect.errors import UsageError
@@ -102,10 +102,8 @@ def output_target(output: str | None, fmt: str | None) -> tuple[str | None, str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-predict``; returns the exit status."""
-    args = parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return run(lambda: _score(args), args.output or "the output")
+    return run_command(build_parser(), argv, _score,
+                       lambda args: args.output or "the output")
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepfake_detect import tracking
-from deepfake_detect.cli.common import add_verbosity, parse, run
+from deepfake_detect.cli.common import add_verbosity, run_command
 from deepfake_detect.reporting.comparison import comparison_markdown
 from deepfake_detect.reporting.report import DEFAULT_METRICS, report
 
@@ -46,10 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-report``; returns the exit status."""
-    args = parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return run(lambda: _report(args), "the report")
+    return run_command(build_parser(), argv, _report, "the report")
 
 
 def _report(args: argparse.Namespace) -> int:

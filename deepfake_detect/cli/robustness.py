@@ -19,8 +19,7 @@ from deepfake_detect.cli.common import (
     add_model_run_args,
     add_verbosity,
     check_model_run_args,
-    parse,
-    run,
+    run_command,
 )
 from deepfake_detect.errors import UsageError
 
@@ -81,10 +80,8 @@ def join_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-robustness``; returns the exit status."""
-    args = parse(build_parser(), join_values(sys.argv[1:] if argv is None else argv))
-    if isinstance(args, int):
-        return args
-    return run(lambda: _robustness(args), "the robustness files")
+    argv = join_values(sys.argv[1:] if argv is None else argv)
+    return run_command(build_parser(), argv, _robustness, "the robustness files")
 
 
 def _robustness(args: argparse.Namespace) -> int:

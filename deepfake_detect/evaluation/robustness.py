@@ -39,7 +39,7 @@ from deepfake_detect.evaluation.metrics import param_text
 log = logging.getLogger(__name__)
 
 CURVE_METRICS = ("accuracy", "balanced_accuracy", "auroc", "eer")
-Scorer = Callable[[CacheEntry], np.ndarray]  # P(AI) for each row of an entry
+ScoreRows = Callable[[CacheEntry], np.ndarray]  # P(AI) for each row of an entry
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Curve:
         return f"{self.distortion}: {self.parameter}{unit}"
 
 
-def loop_scorer(detector: Any, batch_size: int = 32) -> Scorer:
+def loop_scorer(detector: Any, batch_size: int = 32) -> ScoreRows:
     """Scores from ``detector`` in float32 batches on its own device (as predict does)."""
     import torch
 
@@ -94,7 +94,7 @@ def loop_scorer(detector: Any, batch_size: int = 32) -> Scorer:
     return score
 
 
-def trainer_scorer(trainer: Any, model: Any, batch_size: int) -> Scorer:
+def trainer_scorer(trainer: Any, model: Any, batch_size: int) -> ScoreRows:
     """Scores through ``trainer.predict``: the precision and device the test sets had."""
     import torch
     from torch.utils.data import DataLoader
@@ -129,7 +129,7 @@ def point_of(value: float, scores: np.ndarray, entry_rows: list[dict[str, Any]],
 
 
 def compute_curves(dm: AudioDataModule, curves: Sequence[tuple[CurveSpec, list[Distortion]]],
-                   score: Scorer, threshold: float, n_boot: int = stats.N_BOOT
+                   score: ScoreRows, threshold: float, n_boot: int = stats.N_BOOT
                    ) -> list[Curve]:
     """Every curve's points on ``dm``'s test split: one decode per clip and one pool of
     feature builds for all of them, then scores and intervals per point."""
@@ -258,7 +258,7 @@ def band(ax: Any, x: np.ndarray, intervals: list[stats.Interval | None], label: 
 
 
 def run_curves(dm: AudioDataModule, curves: Sequence[tuple[CurveSpec, list[Distortion]]],
-               score: Scorer, threshold: float, out_dir: Path,
+               score: ScoreRows, threshold: float, out_dir: Path,
                model: dict[str, Any] | None = None) -> list[Path]:
     """``eval.curves`` at the end of training: every curve computed and written."""
     files: list[Path] = []

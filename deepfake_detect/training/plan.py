@@ -92,9 +92,10 @@ class EvalConfig:
             one_of(name, BASELINES, "baselines")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
-    """Everything a training run needs, validated, before any heavy work."""
+    """Everything a training run needs, validated, before any heavy work: plain data, built
+    with keywords; the DataModule is built from it afterwards (:func:`datamodule_of`)."""
 
     resolved: dict[str, Any]
     seed: int
@@ -110,16 +111,22 @@ class Plan:
     outputs: Path
     run_dir: RunDir
     resume: bool
-    datamodule: AudioDataModule
     explain: ExplainConfig
     tags: dict[str, str] = field(default_factory=dict)
     if_running: str = "refuse"  # another process on this run: wait or refuse
     curves: list[tuple[CurveSpec, list[Distortion]]] = field(default_factory=list)
 
     @property
-    def store(self) -> str:
-        """The kind of rows the model is fed (``data.cache.store``)."""
-        return self.datamodule.store
+    def data(self) -> dict[str, Any]:
+        """The ``data`` node (source, split, loader, cache), as the DataModule reads it."""
+        return self.resolved["data"]
+
+
+def datamodule_of(p: Plan) -> AudioDataModule:
+    """The plan's DataModule: no I/O until it is built (a held-out generator's name aside,
+    which lists the source)."""
+    return AudioDataModule(p.data, p.features, p.distortion, p.test_distortions, p.seed,
+                           p.task)
 
 
 def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
@@ -145,17 +152,21 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
     model = build(ModelConfig, resolved["model"], "model")
     logger = build(LoggerConfig, resolved["logger"], "logger", ignore=("tags",))
     trainer = trainer_kwargs(resolved["trainer"])
-    datamodule = AudioDataModule(resolved["data"], features, distortion, tests, seed, task)
-    check_detector(model, features, datamodule.store)
     tags = {str(k): str(v) for k, v in (resolved["logger"].get("tags") or {}).items()}
-    tags.update({k: str(v) for k, v in datamodule.split_info.items()})  # a bad holdout: now
     outputs = Path(resolved["paths"]["root"]).expanduser().resolve()
-    weights = resolve_weights(model.weights)
+    p = Plan(resolved=resolved, seed=seed, task=task, features=features, distortion=distortion,
+             test_distortions=tests, eval=evaluation, model=model,
+             weights_path=resolve_weights(model.weights), logger=logger, trainer=trainer,
+             outputs=outputs, run_dir=run_dir_for(resolved),
+             resume=bool(resolved.get("resume", True)), explain=explain_config(resolved),
+             tags=tags, if_running=if_running(resolved.get("if_running", "auto")),
+             curves=curves)
+    # The data node is checked as the DataModule reads it (a bad holdout: now).
+    datamodule = datamodule_of(p)
+    tags.update({k: str(v) for k, v in datamodule.split_info.items()})
+    check_detector(model, features, datamodule.store)
     check_places(resolved, model, logger, outputs)
-    return Plan(resolved, seed, task, features, distortion, tests, evaluation, model,
-                weights, logger, trainer, outputs, run_dir_for(resolved),
-                bool(resolved.get("resume", True)), datamodule, explain_config(resolved), tags,
-                if_running(resolved.get("if_running", "auto")), curves)
+    return p
 
 
 def check_detector(model: ModelConfig, features: FeatureConfig, store: str) -> None:

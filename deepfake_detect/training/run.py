@@ -49,7 +49,7 @@ from deepfake_detect.training.checkpoints import (
     resumable_checkpoint,
 )
 from deepfake_detect.training.lifecycle import TrackedRun
-from deepfake_detect.training.plan import SELECT, Plan, plan
+from deepfake_detect.training.plan import SELECT, Plan, datamodule_of, plan
 from deepfake_detect.training.summary import finished_run, results_table
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,17 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
         return done
     p = plan(resolved)
     if not scaling.is_rank_zero():  # an extra DDP process: rank 0 holds the lock
-        return run(p)
+        return run_plan(p)
     with p.run_dir.hold(p.if_running):
         done = finished_run(resolved)  # finished meanwhile (by the process waited for)
         if done is not None:
             return done
         if not p.resume and p.run_dir.path.exists():
             shutil.rmtree(p.run_dir.path)
-        return run(p)
+        return run_plan(p)
 
 
-def run(p: Plan) -> dict[str, Any]:
+def run_plan(p: Plan) -> dict[str, Any]:
     """Run a validated plan (see the module docstring); the caller holds the run's lock."""
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
@@ -102,8 +102,8 @@ def run(p: Plan) -> dict[str, Any]:
         tester = trainer if trainer.world_size == 1 else test_trainer(p, run_dir)
         threshold, rule = choose_threshold(tester, model, dm, p.eval.threshold)
         result = test_and_package(p, tester, model, dm, tracked, (threshold, rule), selected)
-        robustness(p, tester, model, dm, tracked, threshold)
-        explain(p, model, dm, tracked, threshold)
+        log_curves(p, tester, model, dm, tracked, threshold)
+        log_explanations(p, model, dm, tracked, threshold)
         tracked.finish(result)
     prune_checkpoints(run_dir.checkpoints, p.resolved["trainer"].get("keep_checkpoints", "best"))
     log.info("results:\n%s", results_table(result, dm.test_names))
@@ -116,7 +116,7 @@ def prepare_data(p: Plan, run_dir: RunDir) -> AudioDataModule:
     """Clips, splits and cached rows of every set; ``skipped.csv`` lists the unusable clips
     before anything can stop the run for them (a class left without clips stops it here,
     before any MLflow run is opened)."""
-    dm = p.datamodule
+    dm = datamodule_of(p)
     dm.build()
     listing = write_skipped(dm, run_dir.artifacts) if scaling.is_rank_zero() else []
     dm.check(str(listing[0]) if listing else None)
@@ -230,7 +230,7 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
              p.model.name, model.features.kind, shape, values["model/params"],
              values["model/trainable_params"], values.get("model/test_clips_per_s", 0.0))
     bundle = save_bundle(run_dir.path / "model.ckpt", model, threshold[0], threshold[1],
-                         {"run_id": tracked.run_id, **provenance(p, dm, selected)})
+                         {"run_id": tracked.run_id, **bundle_record(p, dm, selected)})
     tracked.log_files([bundle], "model")
     tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
                         step=tracked.step)
@@ -241,7 +241,7 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
             "data": dm.describe(), **selected, **flat}
 
 
-def provenance(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[str, Any]:
+def bundle_record(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[str, Any]:
     """The bundle's record of what the model was trained on."""
     rows = dm.entries["train"].rows
     signature = json.dumps(dm.source.signature(), sort_keys=True, default=str)
@@ -258,7 +258,7 @@ def provenance(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[s
                 "n_clips": len(rows), **file_profile(rows)}}
 
 
-def robustness(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
+def log_curves(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule,
                tracked: TrackedRun, threshold: float) -> None:
     """Robustness curves on the test split (``eval.curves``), under ``robustness/``."""
     if p.curves:
@@ -270,7 +270,7 @@ def robustness(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioDataModule
         tracked.log_files(files, "robustness")
 
 
-def explain(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
+def log_explanations(p: Plan, model: Detector, dm: AudioDataModule, tracked: TrackedRun,
             threshold: float) -> None:
     """Band occlusion and saliency on the test sets, when ``explain.enabled``."""
     if p.explain.enabled:

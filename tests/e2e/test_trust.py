@@ -21,7 +21,7 @@ from deepfake_detect.evaluation import stats
 from deepfake_detect.evaluation.baselines import run_baselines
 from deepfake_detect.evaluation.evaluate import Intervals
 from deepfake_detect.models import detector as detector_module
-from deepfake_detect.training.plan import plan
+from deepfake_detect.training.plan import datamodule_of, plan
 from deepfake_detect.training.run import train
 from deepfake_detect.training.summary import results_table
 
@@ -64,7 +64,7 @@ def folder_overrides(root: Path, *extra: str) -> list[str]:
 def test_each_baseline_finds_its_own_cue_and_only_that(cue: str, strong: str | None,
                                                        make_cfg, tmp_path: Path) -> None:
     root = write_folder(tmp_path / "data", 40, cue)
-    dm = plan(make_cfg(*folder_overrides(root))).datamodule
+    dm = datamodule_of(plan(make_cfg(*folder_overrides(root))))
     dm.prepare()
     values, _ = run_baselines(("recording_chain", "band_stats", "fakeprint"), dm,
                               tmp_path / "b", Intervals(200), "mean")

@@ -9,7 +9,7 @@ import torch
 
 from deepfake_detect.data.torch_mel import PARITY_DB
 from deepfake_detect.models.frontend import FrontEnd
-from deepfake_detect.training.plan import plan
+from deepfake_detect.training.plan import datamodule_of, plan
 from deepfake_detect.training.run import train
 from tests.helpers.configs import assert_matches_predictions
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
 
 def prepared(make_cfg, store: str, cache):
-    dm = plan(make_cfg(f"data.cache.store={store}", f"data.cache.dir={cache}",
-                       "eval.distortions=[base,pitch]")).datamodule
+    dm = datamodule_of(plan(make_cfg(f"data.cache.store={store}", f"data.cache.dir={cache}",
+                                     "eval.distortions=[base,pitch]")))
     dm.prepare()
     return dm
 

@@ -123,6 +123,19 @@ def test_no_function_is_longer_than_60_lines() -> None:
     assert not long, long
 
 
+def test_no_function_is_named_after_another_module() -> None:
+    """A function named like a library module or folder (``run``, ``robustness``) shadows it
+    wherever both are imported; its own module's main function (``plan.plan``) is fine."""
+    library = {p.stem for p in PACKAGE.rglob("*.py") if "cli" not in p.parts}
+    names = (library | {p.name for p in PACKAGE.iterdir() if p.is_dir()}) - {"__init__",
+                                                                            "__main__"}
+    clashes = [f"{name}.{node.name}" for name, path in modules().items()
+               for node in ast.parse(path.read_text()).body
+               if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in names
+               and node.name != path.stem]
+    assert not clashes, clashes
+
+
 def test_architecture_page_lists_every_module_and_nothing_else() -> None:
     page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     listed = set(re.findall(r"`(deepfake_detect(?:/[\w]+)*(?:\.py|/))`", page))

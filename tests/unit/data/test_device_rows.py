@@ -12,13 +12,13 @@ from omegaconf import OmegaConf
 from deepfake_detect.data.datamodule import FeatureDataset
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.runs import run_name
-from deepfake_detect.training.plan import plan
+from deepfake_detect.training.plan import datamodule_of, plan
 from deepfake_detect.training.run import train
 
 
 def prepared(make_cfg, cache, *overrides: str):
-    dm = plan(make_cfg(f"data.cache.dir={cache}", "eval.distortions=[base,pitch]",
-                       *overrides)).datamodule
+    dm = datamodule_of(plan(make_cfg(f"data.cache.dir={cache}", "eval.distortions=[base,pitch]",
+                                     *overrides)))
     dm.prepare()
     return dm
 
