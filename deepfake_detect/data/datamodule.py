@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from deepfake_detect.config import build, one_of, require
 from deepfake_detect.data import distortions as dist
+from deepfake_detect.data import frontends
 from deepfake_detect.data.cache import (
     BuildStats,
     CacheEntry,
@@ -129,11 +130,16 @@ class FeatureWork:
         params = dist.draw_params(self.distortion, self.seed, clip.clip_id)
         return dist.apply(self.distortion, wave, self.features.sample_rate, params), params
 
-    def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
+    def log_mel_row(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
         wave, params = self.distorted(clip)
         if self.waveform:
             return fit_length(np.asarray(wave, dtype=np.float32), self.features.n_samples), params
         return log_mel(wave, self.features), params
+
+    def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.features.kind != "logmel" and not self.waveform:  # the other front ends
+            return frontends.clip_features(self, clip)
+        return self.log_mel_row(clip)
 
 
 class FeatureDataset(Dataset):
@@ -258,6 +264,7 @@ class AudioDataModule(pl.LightningDataModule):
             return
         splits = self._splits = split_clips(self.source.clips(), self.split_cfg)
         check_not_empty(splits, minimum=self.split_cfg.min_per_class)
+        self.features = frontends.resolve_band(self.features, self.source.clips())  # fmax auto
         log.debug("clips: %s", {name: len(clips) for name, clips in splits.items()})
         plan = [("train", "train", self.train_distortion), ("val", "val", self.train_distortion)]
         plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
@@ -287,7 +294,7 @@ class AudioDataModule(pl.LightningDataModule):
                  source: Source | None = None, desc: str | None = None) -> Request:
         parts = {"source": self.source.signature(), "split": split,
                  "clips": [c.clip_id for c in clips], "distortion": distortion.as_dict(),
-                 "distortion_seed": self.seed, "features": self.features.as_dict()}
+                 "distortion_seed": self.seed, "features": frontends.cache_key(self.features)}
         shape: tuple[int, ...] = self.features.shape
         if self.store == "waveform":  # one waveform entry serves every log-mel setting
             parts["features"] = {"store": "waveform", "sample_rate": self.features.sample_rate,

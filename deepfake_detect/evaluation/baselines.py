@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -36,6 +35,7 @@ from deepfake_detect.data import audio
 from deepfake_detect.data.cache import CacheEntry, Request
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.datamodule import AudioDataModule, FeatureWork
+from deepfake_detect.data.frontends import fakeprint_profile
 from deepfake_detect.evaluation import metrics as M
 from deepfake_detect.evaluation.aggregate import by_file, file_level
 from deepfake_detect.evaluation.detection_costs import ASVSPOOF5, Costs
@@ -56,21 +56,7 @@ def fakeprint(wave: np.ndarray, sample_rate: int, bins: int = FAKEPRINT_BINS) ->
     """How far the clip's average magnitude spectrum rises above its lower envelope (dB),
     from sr/16 to Nyquist, max-pooled into ``bins`` bands: persistent narrow peaks (a
     decoder's) stand out, music (which moves) averages away, the level does not matter."""
-    wave = np.asarray(wave, dtype=np.float64)
-    n_fft = int(min(4096, 2 ** np.floor(np.log2(max(len(wave), 64)))))
-    frames = np.lib.stride_tricks.sliding_window_view(wave, n_fft)[::n_fft // 2]
-    spectrum = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)).mean(axis=0)
-    db = 20 * np.log10(spectrum + 1e-9)
-    width = max(3, n_fft // 64)
-    floor = uniform_filter1d(minimum_filter1d(db, width), width)
-    residual = np.clip(db - floor, 0, None)
-    freqs = np.fft.rfftfreq(n_fft, 1 / sample_rate)
-    edges = np.linspace(sample_rate / 16, sample_rate / 2, bins + 1)
-    band = np.clip(np.searchsorted(edges, freqs, side="right") - 1, -1, bins)
-    pooled = np.zeros(bins)
-    inside = (band >= 0) & (band < bins)
-    np.maximum.at(pooled, band[inside], residual[inside])
-    return pooled.astype(np.float32)
+    return fakeprint_profile(wave, sample_rate, bins, sample_rate / 16, sample_rate / 2)
 
 
 @dataclass
@@ -116,6 +102,9 @@ def band_matrix(entry: CacheEntry, front: FrontEnd) -> np.ndarray:
         with torch.no_grad():
             mel = front.log_mel(torch.from_numpy(np.asarray(entry.features[start:start + 64])))
         mel = mel[:, 0].double().numpy()
+        if mel.ndim == 2:  # a 1-D front end (the fakeprint profile): its bands as they are
+            parts.append(mel)
+            continue
         parts.append(np.concatenate([mel.mean(axis=2), mel.std(axis=2)], axis=1))
     return np.concatenate(parts)
 

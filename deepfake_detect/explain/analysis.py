@@ -67,7 +67,11 @@ class ExplainConfig:
         one_of(self.gradcam_layer, LAYERS, "gradcam_layer")
 
     def check_features(self, features: FeatureConfig) -> None:
-        """The band must fit the mel axis."""
+        """The model reads log-mels (occlusion and saliency are in mel bands), and the band
+        fits the mel axis."""
+        require(features.kind == "logmel", "explain",
+                f"band occlusion and saliency read mel bands: not available for a model on "
+                f"features.kind={features.kind}")
         require(self.band_width <= features.n_mels, "explain.band_width",
                 f"must be <= features.n_mels ({features.n_mels}), got {self.band_width}")
 
@@ -76,7 +80,9 @@ def explain_config(resolved: Mapping[str, Any]) -> ExplainConfig:
     """The validated ``explain`` node of a resolved training config (checked against its
     feature config and ``eval.distortions``)."""
     cfg = build(ExplainConfig, resolved.get("explain"), "explain")
-    cfg.check_features(build(FeatureConfig, resolved.get("features"), "features"))
+    features = build(FeatureConfig, resolved.get("features"), "features")
+    if cfg.enabled or features.kind == "logmel":  # another front end: only if it is asked for
+        cfg.check_features(features)
     tests = list((resolved.get("eval") or {}).get("distortions") or [])
     unknown = [d for d in cfg.distortions or () if d not in tests]
     require(not unknown, "explain.distortions",

@@ -5,7 +5,8 @@ A file is scored as a whole, streamed: it is decoded and resampled block by bloc
 samples as decoding it at once), cut into windows of the training clip length every ``hop``
 seconds -- plus one window ending at the end of the file when the hops do not reach it, so
 the tail is always seen -- and each window becomes the kind of row the model trained on
-(:meth:`FrontEnd.rows`: the very feature function of training). Memory holds a block, a
+(:meth:`FrontEnd.rows`: the very feature function of training; a whole-file front end, the
+fakeprint's ``whole_file``, gets one row from the whole decoded file). Memory holds a block, a
 window and a batch of rows, whatever the file's length. A file shorter than one window gives
 one window, zero-padded at the end as in training. Window scores (P(AI-generated), calibrated
 by the bundle's map when it has one: :mod:`deepfake_detect.models.calibration`) are
@@ -221,11 +222,16 @@ class Scorer:
         starts = self.starts[index] = []
         ready: list[tuple[int, np.ndarray]] = []  # windows waiting for a batch's worth
         try:
-            for block in self._timed(stream, "decode_s"):
-                ready += windows.add(block)
-                if len(ready) >= self.batch_size:
-                    ready = self._score(index, ready, starts)
-            self._score(index, ready + windows.finish(), starts, last=True)
+            if self.detector.front_end.whole_file:  # one row from the whole file
+                blocks = list(self._timed(stream, "decode_s"))
+                whole = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+                self._score(index, [(0, whole)], starts, last=True, whole=True)
+            else:
+                for block in self._timed(stream, "decode_s"):
+                    ready += windows.add(block)
+                    if len(ready) >= self.batch_size:
+                        ready = self._score(index, ready, starts)
+                self._score(index, ready + windows.finish(), starts, last=True)
         except audio.AudioError as err:
             row["error"] = str(err)
             return
@@ -255,16 +261,17 @@ class Scorer:
             yield block
 
     def _score(self, index: int, ready: list[tuple[int, np.ndarray]], starts: list[int],
-               last: bool = False) -> list[tuple[int, np.ndarray]]:
+               last: bool = False, whole: bool = False) -> list[tuple[int, np.ndarray]]:
         """Rows of ``ready`` windows (start, samples), a whole batch at a time (and the rest
-        when ``last``), into the batcher; returns the windows left for the next batch."""
+        when ``last``), into the batcher; returns the windows left for the next batch.
+        ``whole``: the one "window" is the whole file (a whole-file front end)."""
         whole = len(ready) if last else len(ready) - len(ready) % self.batch_size
         for first in range(0, whole, self.batch_size):
             chunk = ready[first:min(first + self.batch_size, whole)]
             tick = time.perf_counter()
             try:
                 with _single_threaded_blas():
-                    rows = self.detector.front_end.rows([wave for _, wave in chunk])
+                    rows = self.detector.front_end.rows([wave for _, wave in chunk], whole)
             except Exception as err:  # noqa: BLE001
                 raise _FeatureError() from err
             self.clock["features_s"] += time.perf_counter() - tick

@@ -1,8 +1,11 @@
-"""The LightningModule: a front end (rows -> normalised log-mels) and ResNet18; scores are
+"""The LightningModule: a front end (rows -> normalised features) and a network of one of the
+model families (:mod:`deepfake_detect.models.families`; ResNet18 by default); scores are
 P(AI-generated)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -14,10 +17,11 @@ from torchmetrics.functional.classification import binary_auroc
 from deepfake_detect import LABEL_NAMES
 from deepfake_detect.config import one_of, positive, require
 from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.models.families import FAMILIES, build_net, parameter_count
 from deepfake_detect.models.frontend import FrontEnd
-from deepfake_detect.models.resnet import resnet18_one_channel
 from deepfake_detect.task import UNKNOWN
 
+log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -32,12 +36,28 @@ class ModelConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     init_from: str | None = None
-    stem_freq_stride: int = 2
+    stem_freq_stride: int = 2  # resnet18
+    width: int = 32  # lcnn, cnn1d: channels of the first layer
+    dropout: float = 0.3  # lcnn, cnn1d, embedding: before the head
+    bands: int = 32  # oneclass: frequency bands of its features
+    components: int = 4  # oneclass: Gaussians in the mixture
+    layer: int | str = "weighted"  # embedding: a hidden state's index, or weighted (learned)
+    hidden: int = 0  # embedding: 0 for a linear head, else the MLP's hidden width
 
     def __post_init__(self) -> None:
-        one_of(self.name, ("resnet18",), "name")
+        one_of(self.name, tuple(FAMILIES), "name")
         one_of(self.optimizer, OPTIMIZERS, "optimizer")
         one_of(self.stem_freq_stride, (1, 2), "stem_freq_stride")
+        for key in ("width", "bands", "components"):
+            require(isinstance(getattr(self, key), int) and getattr(self, key) >= 1, key,
+                    f"must be an integer >= 1, got {getattr(self, key)!r}")
+        require(isinstance(self.hidden, int) and self.hidden >= 0, "hidden",
+                f"must be an integer >= 0, got {self.hidden!r}")
+        require(isinstance(self.dropout, int | float) and 0 <= self.dropout < 1, "dropout",
+                f"must lie in [0, 1), got {self.dropout!r}")
+        require(self.layer == "weighted" or (isinstance(self.layer, int)
+                                             and not isinstance(self.layer, bool)), "layer",
+                f"must be a hidden state's index or weighted, got {self.layer!r}")
         positive(self.lr, "lr")
         require(self.weight_decay >= 0, "weight_decay",
                 f"must be >= 0, got {self.weight_decay}")
@@ -66,20 +86,25 @@ class Detector(pl.LightningModule):
         num_classes = len(self.classes) if classes else num_classes
         self.front_end = FrontEnd(FeatureConfig(**(features or {})), store, feature_mean,
                                   feature_std)
-        self.net = resnet18_one_channel(num_classes, self.cfg.stem_freq_stride)
+        self.net = build_net(self.cfg, self.front_end.features, num_classes)
+        self.family = FAMILIES[self.cfg.name]
+        # A fitted family (oneclass) is fitted once at the start of fit, not by gradients.
+        self.automatic_optimization = self.family.trained
+        self.throughput: dict[str, float] = {}
         # Decision threshold on P(AI-generated), chosen on the validation set after training.
         self.register_buffer("threshold", torch.tensor(0.5))
         self.test_names = list(test_names)
         self.test_outputs: dict[str, dict[str, torch.Tensor]] = {}
         self._val_parts: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._test_parts: dict[int, list[tuple[torch.Tensor, ...]]] = {}
-        if self.cfg.freeze_backbone:
+        if self.cfg.freeze_backbone and self.cfg.name == "resnet18":
             for name, param in self.net.named_parameters():
                 param.requires_grad = name.startswith("fc.")
 
     def train(self, mode: bool = True) -> Detector:
         super().train(mode)
-        if self.cfg.freeze_backbone:  # frozen BatchNorm keeps its running statistics
+        # A frozen BatchNorm keeps its running statistics.
+        if self.cfg.freeze_backbone and self.cfg.name == "resnet18":
             for module in self.net.modules():
                 if isinstance(module, nn.BatchNorm2d):
                     module.eval()
@@ -120,9 +145,26 @@ class Detector(pl.LightningModule):
                      batch_size=int(known.sum()))
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        if not self.family.trained:
+            return None
         return self._step(batch, "train")
 
+    def on_fit_start(self) -> None:
+        """Fit a fitted family (oneclass) on the training rows it may see (its own ``fit``
+        drops every AI row), through the front end like every batch."""
+        if self.family.trained or bool(self.net.fitted):  # fitted: restored on resume
+            return
+        dm = self.trainer.datamodule
+        rows = getattr(dm, "rows", lambda x: x)
+
+        def batches():
+            for x, y, _ in dm.train_dataloader():
+                with torch.no_grad():
+                    yield self.front_end(rows(x.to(self.device))), y.to(self.device)
+
+        n = self.net.fit(batches())
+        log.info("%s: fitted on %d human training clips", self.cfg.name, n)
     def on_validation_epoch_start(self) -> None:
         self._val_parts = []
 
@@ -146,6 +188,7 @@ class Detector(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._test_parts = {}
         self.test_outputs = {}
+        self._test_clock = time.perf_counter()
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y, index = batch
@@ -160,8 +203,12 @@ class Detector(pl.LightningModule):
             self.test_outputs[self.test_names[idx]] = {
                 "scores": scores[order], "probs": probs[order], "targets": targets[order],
                 "index": index[order]}
-
+        clips = sum(len(out["scores"]) for out in self.test_outputs.values())
+        seconds = time.perf_counter() - getattr(self, "_test_clock", time.perf_counter())
+        self.throughput = {"clips": float(clips), "seconds": seconds}
     def configure_optimizers(self):
+        if not self.family.trained:
+            return None
         params = [p for p in self.parameters() if p.requires_grad]
         cfg = self.cfg
         if cfg.optimizer == "sgd":
@@ -169,6 +216,17 @@ class Detector(pl.LightningModule):
                                    weight_decay=cfg.weight_decay)
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def profile(detector: Detector) -> tuple[dict[str, float], str]:
+    """What a reader compares families by: parameters (all, trainable) and clips scored per
+    second in the test loop, as metrics; the input shape of one row, as text."""
+    total, trainable = parameter_count(detector.net)
+    values = {"model/params": float(total), "model/trainable_params": float(trainable)}
+    seen = detector.throughput
+    if seen.get("seconds", 0) > 0:
+        values["model/test_clips_per_s"] = seen["clips"] / seen["seconds"]
+    return values, "x".join(str(d) for d in (1, *detector.front_end.shape))
 
 
 def ai_probability(probs: torch.Tensor) -> torch.Tensor:

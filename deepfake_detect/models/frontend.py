@@ -1,11 +1,14 @@
-"""The detector's front end: whatever the data pipeline holds becomes a normalised log-mel.
+"""The detector's front end: whatever the data pipeline holds becomes the model's normalised
+input (a log-mel by default; the other kinds of ``features.kind`` likewise).
 
-Rows come in two kinds (``data.cache.store``): log-mels in dB computed by librosa
-(``features``), or clip-length waveforms (``waveform``), whose log-mels the front end computes
-with :class:`~deepfake_detect.data.torch_mel.LogMel` on the model's device (librosa's
-semantics, parity tested). Either way it then normalises with the training set's mean and
-standard deviation (buffers, so the bundle restores them). Training, evaluation, predict,
-explain and the benchmark all call the model the same way: ``detector(rows)``.
+Rows come in two kinds (``data.cache.store``): features computed by the reference
+implementation (librosa / numpy, :mod:`deepfake_detect.data.frontends`) when the cache is
+built (``features``), or clip-length waveforms (``waveform``), whose features the front end
+computes on the model's device (:class:`~deepfake_detect.data.torch_mel.LogMel`, or
+:class:`~deepfake_detect.data.torch_stft.LogPower` for ``stft``; parity tested). Either way
+it then normalises with the training set's mean and standard deviation (buffers, so the
+bundle restores them). Training, evaluation, predict, explain and the benchmark all call the
+model the same way: ``detector(rows)``.
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ import torch
 from torch import nn
 
 from deepfake_detect.config import one_of
-from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
+from deepfake_detect.data import frontends
+from deepfake_detect.data.features import FeatureConfig, fit_length
 from deepfake_detect.data.torch_mel import LogMel
+from deepfake_detect.data.torch_stft import LogPower
 
 STORES = ("features", "waveform")
 MOMENT_CHUNK = {"features": 256, "waveform": 32}  # rows per step of the mean/std pass
 
 
 class FrontEnd(nn.Module):
-    """Rows -> ``(batch, 1, n_mels, frames)`` normalised log-mels.
+    """Rows -> ``(batch, 1, *features.shape)`` normalised features (``(batch, 1, n_mels,
+    frames)`` for the log-mel).
 
     ``store`` is what the model was trained on; :meth:`rows` produces the same kind from
     audio, so that a file scored later goes through exactly the training computation.
@@ -35,37 +41,57 @@ class FrontEnd(nn.Module):
         one_of(store, STORES, "data.cache.store")
         self.features = features
         self.store = store
-        self.mel = LogMel(features)
+        frontends.check_store(features, store)
+        # The on-device path for waveform rows (None: the kind is computed at build time).
+        self.mel = (LogMel(features) if features.kind == "logmel" else
+                    LogPower(features) if features.kind == "stft" else None)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
+    @property
+    def whole_file(self) -> bool:
+        """Whether a file's row is computed from the whole file (one row per file)."""
+        return frontends.reads_whole_file(self.features)
+
     def log_mel(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mels in dB, ``(batch, 1, n_mels, frames)``, from rows of either kind: log-mels
-        (with or without the channel) pass through, waveforms ``(batch, [1,] n_samples)``
-        are transformed (in float32 or float64, never under autocast)."""
+        """The features (log-mels in dB by default), ``(batch, 1, *features.shape)``, from
+        rows of either kind: features (with or without the channel) pass through, waveforms
+        ``(batch, [1,] n_samples)`` are transformed (in float32 or float64, never under
+        autocast)."""
         cfg = self.features
-        if tuple(x.shape[-2:]) == cfg.shape:
+        shape = self.shape
+        if tuple(x.shape[-len(shape):]) == shape and x.dim() in (len(shape) + 1, len(shape) + 2):
             mel = x
-        elif x.shape[-1] == cfg.n_samples and x.dim() in (2, 3):
+        elif self.mel is not None and x.shape[-1] == cfg.n_samples and x.dim() in (2, 3):
             work = x if x.dtype in (torch.float32, torch.float64) else x.float()
             with torch.autocast(x.device.type, enabled=False):
                 mel = self.mel(work.to(self.mel.window.dtype)).to(x.dtype)
         else:
-            raise ValueError(f"expected log-mels (..., {cfg.n_mels}, {cfg.n_frames}) or "
-                             f"waveforms (batch, {cfg.n_samples}), got {tuple(x.shape)}")
-        return mel.unsqueeze(1) if mel.dim() == 3 else mel
+            expected = f"features (..., {', '.join(map(str, shape))})"
+            if self.mel is not None:
+                expected += f" or waveforms (batch, {cfg.n_samples})"
+            raise ValueError(f"expected {expected}, got {tuple(x.shape)}")
+        return mel.unsqueeze(1) if mel.dim() == len(shape) + 1 else mel
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One row's feature shape (computed once: an encoder's reads its config)."""
+        if not hasattr(self, "_shape"):
+            self._shape = tuple(self.features.shape)
+        return self._shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.log_mel(x) - self.mean) / self.std
 
-    def rows(self, waves: np.ndarray) -> np.ndarray:
+    def rows(self, waves: np.ndarray, whole: bool = False) -> np.ndarray:
         """The rows this model trained on, for windows of audio (one per row of ``waves``,
-        each fitted to the clip length): librosa log-mels, or the waveforms themselves."""
+        each fitted to the clip length; ``whole``: each a whole file, for a whole-file front
+        end): the reference features, or the waveforms themselves."""
         cfg = self.features
         if self.store == "waveform":
             return np.stack([fit_length(np.asarray(w, dtype=np.float32), cfg.n_samples)
                              for w in waves])
-        return np.stack([log_mel(w, cfg) for w in waves])
+        return np.stack([frontends.compute(w, cfg, whole) for w in waves])
 
     @torch.no_grad()
     def moments(self, rows: np.ndarray) -> tuple[float, float]:

@@ -23,7 +23,13 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from deepfake_detect import atomic, tracking  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
-from deepfake_detect.reporting import comparison, field_report, report_html, studies
+from deepfake_detect.reporting import (
+    comparison,
+    detector_table,
+    field_report,
+    report_html,
+    studies,
+)
 
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
 
@@ -192,7 +198,9 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics, out_dir, figures)
     logo_lines, logo_logged = studies.logo_section(runs, grid.cols)
     cross_lines, cross_logged = studies.sources_section(runs)
-    text += "\n".join(["", *cv_lines, *logo_lines, *cross_lines,
+    det_lines, det_logged, det_figures, det_tables = detector_table.section(
+        client, runs, grid.cols, out_dir, n_boot)
+    text += "\n".join(["", *det_lines, *cv_lines, *logo_lines, *cross_lines,
                        *studies.skipped_section(skipped)])
     field = field_report.sections(client, runs, grid.cols, collect(
         runs, field_report.COST_METRICS, level="file/" if files_grid.cols else ""),
@@ -205,12 +213,14 @@ def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | No
     page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
                              collect(runs, report_html.generator_metrics(runs)), len(runs))
     summary_id = (_log_summary(client, experiment_id, grid, metrics,
-                               [md, png, *extra, *figures, *field.figures, page],
-                               sweep_id, len(runs), {**cv_logged, **logo_logged, **cross_logged})
+                               [md, png, *det_figures, *extra, *figures, *field.figures, page],
+                               sweep_id, len(runs),
+                               {**cv_logged, **logo_logged, **cross_logged, **det_logged})
                   if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
             "n_runs": len(runs), "html": page, "comparisons": results,
-            "verdicts": field.verdicts, "figures": [*figures, *field.figures]}
+            "verdicts": field.verdicts, "figures": [*figures, *field.figures],
+            "detectors": det_tables, "detector_figures": det_figures}
 
 
 

@@ -22,8 +22,10 @@ from omegaconf import DictConfig
 
 from deepfake_detect import atomic, scaling
 from deepfake_detect.config import build, one_of, require, to_plain
+from deepfake_detect.data import frontends
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion
+from deepfake_detect.data.encoders import check_encoder
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.data.presets import (
     CurveSpec,
@@ -38,6 +40,7 @@ from deepfake_detect.evaluation.baselines import BASELINES
 from deepfake_detect.evaluation.cross_dataset import TestSource, parse_sources
 from deepfake_detect.evaluation.detection_costs import Costs
 from deepfake_detect.explain import ExplainConfig, explain_config
+from deepfake_detect.models import families
 from deepfake_detect.models.calibration import METHODS as CALIBRATIONS
 from deepfake_detect.models.detector import ModelConfig
 from deepfake_detect.models.refs import check_ref
@@ -172,9 +175,20 @@ def plan(cfg: DictConfig | dict[str, Any]) -> Plan:
              tags=tags, if_running=if_running(resolved.get("if_running", "auto")),
              curves=curves)
     # The data node is checked as the DataModule reads it (a bad holdout: now).
-    tags.update({k: str(v) for k, v in datamodule_of(p).split_info.items()})
+    datamodule = datamodule_of(p)
+    tags.update({k: str(v) for k, v in datamodule.split_info.items()})
+    check_detector(model, features, datamodule.store)
     check_places(resolved, model, logger, outputs)
     return p
+
+
+def check_detector(model: ModelConfig, features: FeatureConfig, store: str) -> None:
+    """The model family reads this front end, the front end this store; an encoder's folder
+    is there."""
+    families.check(model, features)
+    frontends.check_store(features, store)
+    if features.kind == "embedding":
+        check_encoder(features)
 
 
 def if_running(value: Any) -> str:

@@ -44,7 +44,7 @@ from deepfake_detect.evaluation.robustness import run_curves, trainer_scorer
 from deepfake_detect.explain import explain_datamodule
 from deepfake_detect.models import calibration as calib
 from deepfake_detect.models.bundle import save_bundle
-from deepfake_detect.models.detector import Detector
+from deepfake_detect.models.detector import Detector, profile
 from deepfake_detect.models.frontend import FrontEnd
 from deepfake_detect.models.provenance import SIMULATED_SOURCES, file_profile
 from deepfake_detect.models.refs import init_from
@@ -137,9 +137,10 @@ def prepare_data(p: Plan, run_dir: RunDir) -> AudioDataModule:
 
 def build_model(p: Plan, dm: AudioDataModule) -> Detector:
     """The detector, its front end normalised with the training rows' statistics."""
-    mean, std = FrontEnd(p.features, dm.store).moments(dm.entries["train"].features)
+    # dm.features: the plan's, with a band of ``fmax: auto`` resolved against the source.
+    mean, std = FrontEnd(dm.features, dm.store).moments(dm.entries["train"].features)
     model = Detector(model=asdict(p.model), feature_mean=mean, feature_std=std,
-                     test_names=tuple(dm.test_names), features=p.features.as_dict(),
+                     test_names=tuple(dm.test_names), features=dm.features.as_dict(),
                      classes=dm.classes, store=dm.store)
     if p.resolved["trainer"].get("channels_last"):  # the conv weights set the layout
         model = model.to(memory_format=torch.channels_last)
@@ -287,6 +288,11 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
     tracked.log_files(fused, "fusion")
     flat.update(test_sources(p, tester, model, dm, tracked, decided))
     flat["threshold"] = decided.threshold
+    values, shape = profile(model)
+    flat.update(values)
+    log.info("model %s on %s rows of %s: %d parameters (%d trainable), %.0f test clips/s",
+             p.model.name, model.features.kind, shape, values["model/params"],
+             values["model/trainable_params"], values.get("model/test_clips_per_s", 0.0))
     bundle = save_bundle(run_dir.path / "model.ckpt", model, decided.threshold, decided.rule,
                          {"run_id": tracked.run_id, **bundle_record(p, dm, selected),
                           **({"calibration": decided.calibration} if decided.calibration
@@ -294,7 +300,7 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
     tracked.log_files([bundle], "model")
     tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
                         step=tracked.step)
-    tracked.log_params({"selected_epoch": selected["selected_epoch"]})
+    tracked.log_params({"selected_epoch": selected["selected_epoch"], "model_input": shape})
     skipped = run_dir.artifacts / SKIPPED
     tracked.log_files([*files, *([skipped] if skipped.is_file() else [])])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
