@@ -35,3 +35,7 @@ class NothingToHoldOut(ConfigError):
 
 class RunInProgress(DeepfakeDetectError):
     """Another process is running the same configuration (``if_running: refuse``)."""
+
+
+class StoreError(DeepfakeDetectError):
+    """The MLflow tracking store cannot be used: unreachable, or the login is refused."""
