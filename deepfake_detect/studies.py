@@ -109,6 +109,11 @@ def differences(runs: list[Any]) -> tuple[str, str]:
     return text + (f"; {', '.join(fixed)}" if fixed else ""), spread
 
 
+def file_slug(text: str) -> str:
+    """``text`` as part of a file name (``base, seed 0`` -> ``base-seed-0``)."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-.") or "x"
+
+
 def _natural(text: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", text))
 
@@ -170,7 +175,7 @@ def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[st
                 "across folds, and the AUROC of all folds' predictions pooled, with its 95 % "
                 "interval over groups."))
             if curves:
-                name = f"roc_cv_{metric_key(key)}_{metric_key(test)}.png"
+                name = f"roc_cv_{file_slug(key)}_{file_slug(test)}.png"
                 section.blocks.append(roc_figure(
                     curves, f"{key}, test {test}: out-of-fold predictions of "
                     f"{len(members)} folds pooled", out_dir / name))
@@ -215,6 +220,6 @@ def logo_section(client: Any, runs: list[Any], tests: list[str], out_dir: Path
         if curves:
             section.blocks.append(roc_figure(
                 curves, f"test {test}: the {len(held)} held-out test sets pooled",
-                out_dir / f"roc_logo_{metric_key(test)}.png"))
+                out_dir / f"roc_logo_{file_slug(test)}.png"))
         sections.append(section)
     return sections, logged
