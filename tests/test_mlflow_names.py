@@ -100,7 +100,7 @@ def test_odd_generator_names_through_a_real_run_and_report(tmp_path: Path, capsy
                                 "data.source.n_clips=null", "features.duration=0.5",
                                 "eval.distortions=[base]", "eval.baselines=[band_stats]",
                                 "data.split.test=0.5", "trainer.limit_test_batches=1.0",
-                                "data.split.holdout_generator=0",  # ACE-Step_(probable), sorted first
+                                "data.split.holdout_generator=0",  # ACE-Step_(probable)
                                 "logger.experiment_name=odd"], tmp_path / "out"))
     client = MlflowClient(tracking_uri=result["tracking_uri"])
     run = client.get_run(result["run_id"])
