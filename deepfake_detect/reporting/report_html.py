@@ -29,6 +29,7 @@ td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:0.4em 0}
 .worse{color:#a11;font-weight:600}.note{color:#555;font-size:0.92em}
 .differ{background:#f6f8fa;border-left:4px solid #4a78b5;padding:0.5em 1em}"""
 MAX_COLUMNS = 8  # value columns of one table before it is wrapped into several
+PAGE_CHARACTERS = 120  # about what a 1,300-pixel page holds in one table row
 
 
 @dataclass
@@ -50,15 +51,29 @@ class Table:
         return [*out, ""]
 
     def html(self) -> str:
-        """The table (wrapped into parts of :data:`MAX_COLUMNS` value columns, each
-        repeating the row names, so that it fits the page), its note above it."""
+        """The table, its note above it; wrapped into parts (each repeating the row names)
+        of at most :data:`MAX_COLUMNS` value columns and :data:`PAGE_CHARACTERS` characters
+        a row, so that it fits the page."""
         parts = []
-        for start in range(1, max(2, len(self.header)), MAX_COLUMNS):
-            cols = [0, *range(start, min(len(self.header), start + MAX_COLUMNS))]
+        for cols in self.parts():
             parts.append(table([self.header[i] for i in cols],
                                [[inline(str(row[i])) for i in cols] for row in self.rows]))
         note = f"<p class=note>{inline(self.note)}</p>" if self.note else ""
         return note + "".join(f'<div class="wide">{p}</div>' for p in parts)
+
+    def parts(self) -> list[list[int]]:
+        """The column indices of each part (the row names' column first in each)."""
+        def width(i: int) -> int:
+            return 3 + max(len(str(c)) for c in [self.header[i], *(r[i] for r in self.rows)])
+
+        out: list[list[int]] = [[0]]
+        for i in range(1, len(self.header)):
+            used = sum(width(j) for j in out[-1])
+            if len(out[-1]) > 1 and (len(out[-1]) > MAX_COLUMNS
+                                     or used + width(i) > PAGE_CHARACTERS):
+                out.append([0])
+            out[-1].append(i)
+        return out
 
 
 @dataclass
