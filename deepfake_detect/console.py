@@ -35,6 +35,7 @@ CHATTY = ("lightning", "lightning.pytorch", "lightning.fabric",
 THIRD_PARTY_WARNINGS = r"(lightning|torch|torchmetrics|torchvision|mlflow|librosa|audioread|" \
                        r"numba|hydra|omegaconf|pydantic|sqlalchemy|alembic)(\.|$)"
 # What libmpg123 (inside libsndfile) prints on stderr about frames it resynchronises past.
+ARTIFACT_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 DECODER_NOTES = (b"Note: ", b"[src/libmpg123", b"Illegal Audio-MPEG-Header", b"resync")
 
 
@@ -85,6 +86,8 @@ def quiet_third_party(verbosity: int = 0) -> None:
     """Chatter off (``verbosity`` 2 and more turns it back on). Safe to call again."""
     level = logging.INFO if verbosity >= 2 else logging.WARNING
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", logging.getLevelName(level))
+    if verbosity < 2:  # MLflow's bar per artifact moved
+        os.environ.setdefault(ARTIFACT_BARS, "false")
     for name in CHATTY:
         logging.getLogger(name).setLevel(level)
     if verbosity < 2:
@@ -150,3 +153,18 @@ def decoder_stderr() -> Iterator[None]:
                     and not any(word in line for word in DECODER_NOTES[2:])]
             if kept:
                 os.write(fd, b"".join(kept))
+
+
+@contextlib.contextmanager
+def no_artifact_bars() -> Iterator[None]:
+    """No MLflow "Downloading artifacts" progress bar for the block (one per small file a
+    report reads): ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` off, and back as it was."""
+    before = os.environ.get(ARTIFACT_BARS)
+    os.environ[ARTIFACT_BARS] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ARTIFACT_BARS, None)
+        else:
+            os.environ[ARTIFACT_BARS] = before

@@ -46,3 +46,7 @@ class GeneratorSkipped(NothingToHoldOut):
 
 class RunInProgress(DeepfakeDetectError):
     """Another process is running the same configuration (``if_running: refuse``)."""
+
+
+class StoreError(DeepfakeDetectError):
+    """The MLflow tracking store cannot be used: unreachable, or the login is refused."""

@@ -11,8 +11,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from mlflow.tracking._tracking_service import utils as mlflow_uri
 
 from deepfake_detect import identity
 from deepfake_detect.config import build, require
+from deepfake_detect.errors import StoreError
 from deepfake_detect.runs import SWEEP_TAG, SWEEPS_TAG
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,12 @@ T = TypeVar("T")
 OUTPUTS_VARIABLE = "DEEPFAKE_DETECT_OUTPUTS"  # paths.root's default (conf/paths/default.yaml)
 DEFAULT_OUTPUTS = "outputs"
 URI_VARIABLE = "MLFLOW_TRACKING_URI"
+# MLflow 3's UI opens an experiment by this tag: the runs table for model training, not the
+# GenAI overview (the values are the UI's own, mlflow/server/js).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+NAMES_TAG = "key_names"  # a run's {key: real name} for names that metric_key changed
+KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_.\-]+")
+MAX_NAME_KEY = 100
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,46 @@ def keep_tracking_uri() -> Iterator[None]:
             os.environ.pop(URI_VARIABLE, None)
         else:
             os.environ[URI_VARIABLE] = env
+
+
+def metric_key(name: Any) -> str:
+    """A name from the data (generator, source, test set: any characters) as one component
+    of an MLflow metric, param or tag key: ASCII letters, digits, ``_ . -`` only. A name that
+    is already such a component is kept; any other gets the readable part (accents dropped,
+    every other run of characters as ``_``) and 6 hex digits of its hash, so that two names
+    never share a key. Tables show the real name (:data:`NAMES_TAG`, :func:`real_names`)."""
+    text = str(name)
+    if KEY_CHARACTERS.search(text) is None and text.strip(".") and len(text) <= MAX_NAME_KEY:
+        return text
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    readable = re.sub("_+", "_", KEY_CHARACTERS.sub("_", ascii_text)).strip("_.")
+    readable = readable[:MAX_NAME_KEY] or "name"
+    return f"{readable}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+
+
+def key_names(names: Any) -> dict[str, str]:
+    """``{metric_key(name): name}`` for the names whose key differs from the name."""
+    return {metric_key(n): str(n) for n in names if metric_key(n) != str(n)}
+
+
+def names_tag(names: Any, limit: int = 7000) -> dict[str, str]:
+    """The :data:`NAMES_TAG` tag for ``names`` (none when every name is its own key); names
+    past ``limit`` characters of JSON are left out (their keys then show as they are)."""
+    found = key_names(names)
+    while found and len(json.dumps(found, ensure_ascii=False)) > limit:
+        found.pop(next(reversed(found)))
+    return {NAMES_TAG: json.dumps(found, ensure_ascii=False, sort_keys=True)} if found else {}
+
+
+def real_names(runs: Any) -> dict[str, str]:
+    """Every run's :data:`NAMES_TAG` together: key -> the name it was made from."""
+    out: dict[str, str] = {}
+    for run in runs:
+        try:
+            out.update(json.loads(run.data.tags.get(NAMES_TAG) or "{}"))
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def is_local_sqlite(uri: str) -> bool:
@@ -136,9 +185,11 @@ def ensure_experiment(uri: str, name: str, artifact_location: str | None,
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            mark_model_training(client, experiment)
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException as err:  # a parallel job created it first (server: no lock)
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -153,6 +204,13 @@ def ensure_experiment(uri: str, name: str, artifact_location: str | None,
         if fresh:
             retry(lambda: hide_default_experiment(uri), "hide the Default experiment")
         return experiment_id
+
+
+def mark_model_training(client: Any, experiment: Any) -> None:
+    """Tag an experiment made before the kind tag (or by another tool) as model training,
+    unless its kind was set already."""
+    if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def hide_default_experiment(uri: str) -> None:
@@ -297,3 +355,46 @@ def record_skipped(resolved: Mapping[str, Any], tags: dict[str, str]) -> str:
     if sweep:
         join_sweep(client, run_id, sweep)
     return run_id
+
+
+CHECK_SECONDS = 5.0  # how long a tracking server may take to answer the first request
+CREDENTIALS = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+
+
+def check_store(uri: str, timeout: float = CHECK_SECONDS) -> None:
+    """Before any heavy work: an ``http(s)://`` tracking server answers within ``timeout``
+    seconds and accepts the credentials MLflow reads (``MLFLOW_TRACKING_USERNAME`` /
+    ``_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``), else one :class:`StoreError` line naming the
+    URI (and, for 401/403, the variables to set) instead of minutes of MLflow's retries.
+    Other stores (sqlite, files) need no check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+    from mlflow.utils.credentials import get_default_host_creds
+
+    creds = get_default_host_creds(uri)
+    headers = {"Authorization": f"Bearer {creds.token}"} if creds.token else {}
+    auth = (creds.username, creds.password) if creds.username and creds.password else None
+    verify: bool | str = creds.server_cert_path or not creds.ignore_tls_verification
+    try:
+        answer = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+                              params={"max_results": 1}, headers=headers, auth=auth,
+                              verify=verify, cert=creds.client_cert_path, timeout=timeout)
+    except requests.exceptions.RequestException as err:
+        reason = "no answer" if isinstance(err, requests.exceptions.Timeout) else \
+            "connection refused" if isinstance(err, requests.exceptions.ConnectionError) else \
+            type(err).__name__
+        raise StoreError(f"the MLflow tracking server {uri} cannot be reached ({reason} within "
+                         f"{timeout:g} s): start it, or point logger.tracking_uri / "
+                         "--tracking-uri / MLFLOW_TRACKING_URI at a running one") from None
+    if answer.status_code == 401:
+        given = "the credentials given were refused" if auth or headers else "no credentials"
+        raise StoreError(f"the MLflow tracking server {uri} needs a login ({given}, HTTP 401): "
+                         f"set {CREDENTIALS}")
+    if answer.status_code == 403:
+        raise StoreError(f"the MLflow tracking server {uri} refused user "
+                         f"{creds.username or '?'} (HTTP 403): ask its admin for access, or "
+                         f"set {CREDENTIALS} to another user")
+    if answer.status_code >= 400:
+        raise StoreError(f"the MLflow tracking server {uri} answered HTTP {answer.status_code} "
+                         f"to a first request: {answer.text[:200].strip()}")

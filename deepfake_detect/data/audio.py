@@ -15,9 +15,12 @@ warning (the audio that is there is sound); a decoder error on the way is a skip
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import re
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -58,6 +61,7 @@ _AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC", b"OggS", b"ID3", b"
                 b"caff", b".snd", b"wvpk", b"MAC ")
 _FACTS: dict[tuple[str, int, int], dict[str, Any]] = {}  # per file: decodable end, finite
 _WARNED: set[str] = set()
+_NOTES: dict[str, Any] = {"fd": None, "owner": 0}  # collapsed_warnings' sink, when active
 
 
 class AudioError(DeepfakeDetectError):
@@ -211,20 +215,66 @@ def _decodable(handle: Any, path: Path) -> int:
             if found or start == 0:
                 break
             step *= 4
-        facts["frames"] = min(total, start + found)
+        facts["frames"], facts["header"] = min(total, start + found), total
         handle.seek(0)
-        _warn_short(path, total, facts["frames"], int(handle.samplerate))
+    _warn_short(path, facts["header"], facts["frames"], int(handle.samplerate))
     if facts["frames"] == 0:
         raise AudioError("empty audio (no frame decodes)")
     return facts["frames"]
 
 
 def _warn_short(path: Path, header: int, decoded: int, rate: int) -> None:
-    if header - decoded > CODEC_SLACK and str(path) not in _WARNED:
+    """Say that ``path`` decodes shorter than its header: once per file and process, or,
+    inside :func:`collapsed_warnings`, once per file for the block with its count of reads."""
+    if header - decoded <= CODEC_SLACK:
+        return
+    if _NOTES["fd"] is not None:
+        os.write(_NOTES["fd"], (json.dumps([str(path), header, decoded, rate]) + "\n").encode())
+    elif str(path) not in _WARNED:
         _WARNED.add(str(path))
-        log.warning("%s: the header declares %.2f s but %.2f s decode (%.1f %% less; MP3 "
-                    "headers often overstate); using the audio that decodes", path,
-                    header / rate, decoded / rate, 100 * (header - decoded) / header)
+        log.warning("%s", _short_text(str(path), header, decoded, rate, 1))
+
+
+def _short_text(path: str, header: int, decoded: int, rate: int, reads: int) -> str:
+    times = f" ({reads} windows read)" if reads > 1 else ""
+    return (f"{path}: the header declares {header / rate:.2f} s but {decoded / rate:.2f} s "
+            f"decode ({100 * (header - decoded) / header:.1f} % less; MP3 headers often "
+            f"overstate); using the audio that decodes{times}")
+
+
+@contextmanager
+def collapsed_warnings() -> Iterator[None]:
+    """Within the block, here and in processes forked inside it, a file that decodes
+    shorter than its header is noted instead of warned about at every window read; at the
+    end this process says it once per file, with the count (a file it already named is not
+    named again)."""
+    if _NOTES["fd"] is not None:  # nested: the outer block reports
+        yield
+        return
+    handle, name = tempfile.mkstemp(prefix="deepfake-detect-notes-")
+    os.close(handle)
+    _NOTES["fd"] = os.open(name, os.O_WRONLY | os.O_APPEND)
+    _NOTES["owner"] = os.getpid()
+    try:
+        yield
+    finally:
+        if os.getpid() == _NOTES["owner"]:
+            os.close(_NOTES["fd"])
+            _NOTES["fd"] = None
+            text = Path(name).read_text()
+            os.unlink(name)
+            _report_notes(text)
+
+
+def _report_notes(text: str) -> None:
+    notes: dict[str, list[Any]] = {}
+    for line in text.splitlines():
+        path, header, decoded, rate = json.loads(line)
+        notes.setdefault(path, [header, decoded, rate, 0])[3] += 1
+    for path, (header, decoded, rate, reads) in notes.items():
+        if path not in _WARNED:
+            _WARNED.add(path)
+            log.warning("%s", _short_text(path, header, decoded, rate, reads))
 
 
 @contextmanager

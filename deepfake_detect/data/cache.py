@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from deepfake_detect import atomic
-from deepfake_detect.data.audio import AudioError
+from deepfake_detect.data.audio import AudioError, collapsed_warnings
 from deepfake_detect.data.clips import Clip
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class FeatureCache:
         # Workers are forked under it and inherit it: setting it in each worker instead
         # (threadpoolctl scans every loaded library, torch's too) kept 16 workers idle for
         # 0.8 s and made each one's first clip twice as slow.
-        with bar, ExitStack() as limits:
+        with bar, ExitStack() as limits, collapsed_warnings():  # one line per file
             limits.enter_context(threadpool_limits(1))
             if self.workers == 1 or len(tasks) < 2 * self.workers:
                 seen: set[Any] = set()

@@ -34,6 +34,7 @@ from deepfake_detect.evaluation.detection_costs import (
 )
 from deepfake_detect.models import calibration as calib
 from deepfake_detect.models.detector import Detector
+from deepfake_detect.tracking import metric_key
 
 log = logging.getLogger(__name__)
 HEADLINE = stats.METRICS
@@ -102,7 +103,7 @@ def level_values(scored: Scored, threshold: float, intervals: Intervals,
     labels = scored.labels
     values = M.binary_metrics(torch.from_numpy(scored.scores).float(),
                               torch.from_numpy(labels), threshold)
-    values.update({f"acc_{gen}": acc for gen, acc in
+    values.update({f"acc_{metric_key(gen)}": acc for gen, acc in
                    M.per_generator_accuracy(scored.scores, scored.rows, threshold).items()})
     if intervals.n_boot:
         found = stats.intervals(scored.scores, labels, scored.groups, threshold,

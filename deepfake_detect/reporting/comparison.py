@@ -19,7 +19,6 @@ import ast
 import csv
 import json
 import logging
-import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_detect import atomic
+from deepfake_detect import atomic, console
 from deepfake_detect.evaluation import stats
 
 log = logging.getLogger(__name__)
@@ -115,19 +114,11 @@ def load_runs(client: Any, runs: Sequence[Any], predictions: bool = True) -> lis
     """Each run's curves and (``predictions``: only when pairs will be compared) its
     test-set and curve predictions, from its artifacts."""
     out = []
-    quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar per small file
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for run in runs:
-                data = _load_run(client, run, Path(tmp) / run.info.run_id, predictions)
-                if data is not None:
-                    out.append(data)
-    finally:
-        if quiet is None:
-            del os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet
+    with console.no_artifact_bars(), tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            data = _load_run(client, run, Path(tmp) / run.info.run_id, predictions)
+            if data is not None:
+                out.append(data)
     return sorted(out, key=lambda d: d.start)  # oldest first: the sweep's order
 
 

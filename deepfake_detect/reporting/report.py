@@ -1,14 +1,19 @@
 """The train × test distortion matrix of a sweep, from MLflow (``deepfake-detect-report``).
 
 Reads the FINISHED runs of an experiment (optionally one sweep), and writes, for accuracy,
-F1 and EER, mean ± std over seeds as a markdown table and a heatmap PNG; then logs them to
-MLflow as a summary run (tag ``summary=true``) in the same experiment. Rows and columns
-follow the runs' own ``eval.distortions`` order.
+F1 and EER, mean ± std over seeds as a markdown table and a heatmap PNG, the study's own
+sections (:func:`sections`) and ``report.html``; then logs them to MLflow as the experiment's
+one summary run per scope (tag ``summary=true``; a re-run replaces it, a killed report's
+RUNNING run is cleaned up by the next). Rows and columns follow the runs' own
+``eval.distortions`` order.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +24,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from deepfake_detect import atomic, tracking  # noqa: E402
+from deepfake_detect import atomic, console, tracking  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
-from deepfake_detect.reporting import (
+from deepfake_detect.reporting import (  # noqa: E402
     comparison,
     detector_table,
     field_report,
@@ -32,6 +38,8 @@ from deepfake_detect.reporting import (
 )
 
 DEFAULT_METRICS = ("accuracy", "f1", "eer")
+SUMMARY_TAG, SCOPE_TAG, WRITER_TAG = "summary", "report_scope", "report_writer"
+STALE_SECONDS = 6 * 3600  # a RUNNING summary run of another host this old is a killed report's
 
 
 @dataclass
@@ -178,71 +186,155 @@ def _sweeps(tags: dict[str, str]) -> list[str]:
 def report(tracking_uri: str, experiment: str, out_dir: Path, sweep_id: str | None = None,
            metrics: tuple[str, ...] = DEFAULT_METRICS, log_summary: bool = True,
            compare: list[tuple[str, str]] | None = None, n_boot: int = 1000) -> dict:
-    """Write report.md, heatmap.png, the runs' curves overlaid, paired comparisons
-    (``compare``: pairs of run ids or training distortions; None: each against base) and
-    report.html; log them as a summary run. Returns paths and grid."""
+    """Write report.md, heatmap.png, the study's sections with their ROC figures, the runs'
+    curves overlaid, paired comparisons (``compare``: pairs of run ids or training
+    distortions; None: each against base) and report.html; log them as the experiment's
+    summary run for this scope (one per scope: a re-run replaces it). Returns paths and
+    grid."""
     tracking.prepare_store()
     if tracking.is_local_sqlite(tracking_uri) and not tracking.sqlite_path(tracking_uri).is_file():
         raise DeepfakeDetectError(f"no MLflow store at {tracking.sqlite_path(tracking_uri)} "
                                   "(pass --tracking-uri or set MLFLOW_TRACKING_URI)")
+    tracking.check_store(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment_id, runs = find_runs(client, experiment, sweep_id)
+    with console.no_artifact_bars():
+        return _write_report(client, experiment_id, runs, experiment, out_dir, sweep_id,
+                             metrics, log_summary, compare, n_boot)
+
+
+def _write_report(client: MlflowClient, experiment_id: str, runs: list[Any], experiment: str,
+                  out_dir: Path, sweep_id: str | None, metrics: tuple[str, ...],
+                  log_summary: bool, compare: list[tuple[str, str]] | None,
+                  n_boot: int) -> dict:
     runs, skipped = studies.without_skipped(runs)
     grid = collect(runs, metrics)
     title = f"{experiment}" + (f" / sweep {sweep_id}" if sweep_id else "")
+    differ, spread = studies.differences(runs)
     text = markdown(grid, metrics, title)
     files_grid = collect(runs, metrics, level="file/")
     if files_grid.cols:
         text += "\n" + markdown(files_grid, metrics, f"{title}: file level", "file/")
-    figures: list[Path] = []
-    cv_lines, cv_logged = studies.cv_section(client, runs, grid.cols, metrics, out_dir, figures)
-    logo_lines, logo_logged = studies.logo_section(runs, grid.cols)
-    cross_lines, cross_logged = studies.sources_section(runs)
-    det_lines, det_logged, det_figures, det_tables = detector_table.section(
-        client, runs, grid.cols, out_dir, n_boot)
-    text += "\n".join(["", *det_lines, *cv_lines, *logo_lines, *cross_lines,
-                       *studies.skipped_section(skipped)])
+    found, logged, more = sections(client, runs, grid.cols, metrics, out_dir, n_boot, skipped)
     field = field_report.sections(client, runs, grid.cols, collect(
         runs, field_report.COST_METRICS, level="file/" if files_grid.cols else ""),
         markdown, title, out_dir)
-    text += "\n".join(field.lines) + "\n"
+    found += report_html.sections_from_markdown(field.lines, out_dir)
+    text += "\n" + "\n".join(s.markdown(root=out_dir) for s in found)
     md = atomic.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
     loaded = comparison.load_runs(client, runs, comparison.needs_predictions(runs, compare))
     results, extra = comparison.write_comparisons(loaded, out_dir, compare, n_boot)
-    page = report_html.write(out_dir / "report.html", title, grid, metrics, png, extra, results,
-                             collect(runs, report_html.generator_metrics(runs)), len(runs))
-    summary_id = (_log_summary(client, experiment_id, grid, metrics,
-                               [md, png, *det_figures, *extra, *figures, *field.figures, page],
-                               sweep_id, len(runs),
-                               {**cv_logged, **logo_logged, **cross_logged, **det_logged})
-                  if log_summary else None)
+    figures = list(dict.fromkeys([*(b for s in found for b in s.blocks if isinstance(b, Path)),
+                                  *more["detector_figures"], *field.figures]))
+    generators = report_html.generator_table(
+        collect(runs, report_html.generator_metrics(runs)), tracking.real_names(runs))
+    page = report_html.write(out_dir / "report.html", title, differ, found, grid, metrics, png,
+                             extra, results, generators, spread)
+    summary_id = (write_summary_run(
+        client, experiment_id, grid, metrics, [md, png, *figures, *extra, page], sweep_id,
+        len(runs), logged, tracking.real_names(runs)) if log_summary else None)
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
-            "n_runs": len(runs), "html": page, "comparisons": results,
-            "verdicts": field.verdicts, "figures": [*figures, *field.figures],
-            "detectors": det_tables, "detector_figures": det_figures}
+            "n_runs": len(runs), "html": page, "comparisons": results, "sections": found,
+            "verdicts": field.verdicts, "figures": figures, **more}
 
 
+def sections(client: MlflowClient, runs: list[Any], tests: list[str], metrics: tuple[str, ...],
+             out_dir: Path, n_boot: int = 1000, skipped: list[Any] | None = None
+             ) -> tuple[list[report_html.Section], dict[str, float], dict[str, Any]]:
+    """The study's own sections, in the order both pages show them, and the values the
+    summary run logs. **Where a new kind of study or score joins the report**: a builder
+    ``(client, runs, tests, ...) -> (sections, logged)`` appended here shows in report.md
+    and report.html alike (one that still returns markdown lines can go through
+    :func:`report_html.sections_from_markdown`)."""
+    det_lines, det_logged, det_figures, det_tables = detector_table.section(
+        client, runs, tests, out_dir, n_boot)
+    sources_lines, sources_logged = studies.sources_section(runs)
+    found = report_html.sections_from_markdown(det_lines, out_dir)
+    logged: dict[str, float] = {**det_logged, **sources_logged}
+    for built, values in (studies.cv_section(client, runs, tests, metrics, out_dir),
+                          studies.logo_section(client, runs, tests, out_dir)):
+        found += built
+        logged.update(values)
+    found += report_html.sections_from_markdown(
+        [*sources_lines, *studies.skipped_section(skipped or [])], out_dir)
+    return found, logged, {"detectors": det_tables, "detector_figures": det_figures}
 
-def _log_summary(client: MlflowClient, experiment_id: str, grid: Grid,
-                 metrics: tuple[str, ...], files: list[Path], sweep_id: str | None,
-                 n_runs: int, extra: dict[str, float]) -> str:
-    """A FINISHED summary run (tag ``summary=true``) holding each cell's mean and std."""
-    tags = {"summary": "true", **({"sweep_id": sweep_id} if sweep_id else {})}
-    run = client.create_run(experiment_id, run_name=f"summary-{sweep_id or 'all'}", tags=tags)
+
+def summary_runs(client: MlflowClient, experiment_id: str) -> list[Any]:
+    """The experiment's summary runs (tag ``summary=true``), any status."""
+    return tracking.retry(lambda: client.search_runs(
+        [experiment_id], filter_string=f"tags.{SUMMARY_TAG} = 'true'", max_results=5000),
+        "find summary runs")
+
+
+def scope_of(tags: dict[str, str]) -> str:
+    """A summary run's report scope: the sweep it summarises, or ``all``."""
+    return tags.get(SCOPE_TAG) or tags.get(tracking.SWEEP_TAG) or "all"
+
+
+def writer_gone(run: Any) -> bool:
+    """Whether the report that opened a RUNNING summary run is gone: its process on this
+    host has ended, or (another host) it started more than :data:`STALE_SECONDS` ago."""
+    host, _, pid = (run.data.tags.get(WRITER_TAG) or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    return time.time() - run.info.start_time / 1000 > STALE_SECONDS
+
+
+def clean_summaries(client: MlflowClient, experiment_id: str, scope: str,
+                    keep: str | None = None) -> int:
+    """Delete the summary runs a killed report left RUNNING and, once ``keep`` is written,
+    every other finished summary run of ``scope`` (the one it replaces). A report still at
+    work elsewhere keeps its run. Returns how many runs went."""
+    gone = 0
+    for run in summary_runs(client, experiment_id):
+        rid, running = run.info.run_id, run.info.status == "RUNNING"
+        if rid == keep or (running and not writer_gone(run)):
+            continue
+        if running or (keep is not None and scope_of(run.data.tags) == scope):
+            if running:
+                tracking.set_terminated(client.tracking_uri, rid, "KILLED")
+            tracking.retry(lambda r=rid: client.delete_run(r), "delete summary run")
+            gone += 1
+    return gone
+
+
+def write_summary_run(client: MlflowClient, experiment_id: str, grid: Grid,
+                metrics: tuple[str, ...], files: list[Path], sweep_id: str | None,
+                n_runs: int, extra: dict[str, float], names: dict[str, str]) -> str:
+    """The experiment's one FINISHED summary run for this scope (tag ``summary=true``)
+    holding each cell's mean and std and the report's files; it replaces the previous one,
+    and a killed report's RUNNING run is cleaned up first."""
+    scope = sweep_id or "all"
+    clean_summaries(client, experiment_id, scope)
+    tags = {SUMMARY_TAG: "true", SCOPE_TAG: scope,
+            WRITER_TAG: f"{socket.gethostname()}:{os.getpid()}",
+            **({tracking.SWEEP_TAG: sweep_id} if sweep_id else {}),
+            **tracking.names_tag([*grid.rows, *grid.cols, *names.values()])}
+    run = client.create_run(experiment_id, run_name=f"summary-{scope}", tags=tags)
     summary_id = run.info.run_id
     client.log_param(summary_id, "n_runs", n_runs)
+    values = dict(extra)
     for metric in metrics:
         for row in grid.rows:
             for col in grid.cols:
                 mean, std, n = grid.cell(metric, row, col)
                 if n:
-                    client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_mean", mean)
-                    client.log_metric(summary_id, f"train_{row}/test_{col}/{metric}_std", std)
-    for key, value in extra.items():
-        if value == value:
-            client.log_metric(summary_id, key, value)
+                    key = f"train_{tracking.metric_key(row)}/test_{tracking.metric_key(col)}"
+                    values[f"{key}/{metric}_mean"], values[f"{key}/{metric}_std"] = mean, std
+    stamp = int(time.time() * 1000)
+    finite = [Metric(k, float(v), stamp, 0) for k, v in values.items() if v == v]
+    for start in range(0, len(finite), 1000):  # MLflow's batch limit
+        client.log_batch(summary_id, metrics=finite[start:start + 1000])
     for path in files:
         client.log_artifact(summary_id, str(path))
     client.set_terminated(summary_id, "FINISHED")
+    clean_summaries(client, experiment_id, scope, keep=summary_id)
     return summary_id

@@ -1,24 +1,36 @@
 """Study-level summaries the report adds when an experiment's runs are folds of a grouped
 cross-validation or leave-one-generator-out jobs: mean ± sd across folds with the pooled
 out-of-fold AUROC and its group-bootstrap interval, and the cross-generator table (one row per
-held-out generator, and the mean), the CNN beside the shortcut baselines.
+held-out generator, and the mean), the CNN beside the shortcut baselines; each with the ROC
+curves of every model's predictions pooled over the study's runs.
 
-Pooling reads each run's predictions CSV from MLflow (file level when there is one)."""
+Each builder returns :class:`~deepfake_detect.reporting.report_html.Section` objects (both
+report.md and report.html render them) and the values the summary run logs. Pooling reads
+each run's predictions CSV from MLflow (file level when there is one)."""
 
 from __future__ import annotations
 
 import csv
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import matplotlib
 
-from deepfake_detect.errors import DeepfakeDetectError
-from deepfake_detect.evaluation import det_curves, stats
-from deepfake_detect.reporting.verdict import verdict
-from deepfake_detect.tracking import SKIPPED_TAG
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np  # noqa: E402
+
+from deepfake_detect import atomic  # noqa: E402
+from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
+from deepfake_detect.evaluation import det_curves, stats  # noqa: E402
+from deepfake_detect.reporting.report_html import Section, Table  # noqa: E402
+from deepfake_detect.reporting.verdict import verdict  # noqa: E402
+from deepfake_detect.tracking import SKIPPED_TAG, metric_key  # noqa: E402
+
+Pooled = tuple[np.ndarray, np.ndarray, list[str]]  # scores, labels, groups (run-prefixed)
 
 LEVELS = ("file/", "")  # file level first when the runs have it
 
@@ -37,23 +49,17 @@ def cell(values: list[float]) -> str:
 
 
 def fold_groups(runs: list[Any]) -> dict[str, list[Any]]:
-    """Cross-validation runs by what they share (training distortion and seed, and the
-    detector where it is not the default), folds apart."""
+    """Cross-validation runs by what they share (training distortion and seed), folds apart."""
     out: dict[str, list[Any]] = defaultdict(list)
     for run in runs:
         if int(run.data.params.get("data.split.folds", "0") or 0) >= 2:
             key = (f"{run.data.tags.get('train_distortion', '?')}, seed "
                    f"{run.data.params.get('seed', '?')}")
-            model, kind = (run.data.params.get("model.name", "resnet18"),
-                           run.data.params.get("features.kind", "logmel"))
-            if (model, kind) != ("resnet18", "logmel"):
-                key += f", {model} on {kind}"
             out[key].append(run)
     return dict(out)
 
 
-def pooled_predictions(client: Any, runs: list[Any], name: str
-                       ) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+def pooled_predictions(client: Any, runs: list[Any], name: str) -> Pooled | None:
     """Every run's predictions in the CSV artifact ``name`` together (scores, labels,
     groups); None when a run lacks it."""
     scores, labels, groups = [], [], []
@@ -82,6 +88,67 @@ def models_of(runs: list[Any], test: str, level: str) -> list[tuple[str, str, st
     if all(f"fusion/test/{test}/{level}auroc" in r.data.metrics for r in runs):
         out.append(("fusion", f"fusion/test/{test}/{level}", f"fusion/fusion_{test}{suffix}.csv"))
     return out
+
+
+def differences(runs: list[Any]) -> tuple[str, str]:
+    """What the runs differ in, said for the page's header (``"20 runs: 4 training
+    distortions × 5 folds (0–4), seed 0"``), and what one cell of the train × test matrix
+    spreads over (``"5 folds"``, ``"3 seeds"``)."""
+    def distinct(values: list[Any]) -> list[str]:
+        return sorted({str(v) for v in values if v not in (None, "")}, key=_natural)
+
+    trains = distinct([r.data.tags.get("train_distortion") for r in runs])
+    folds = distinct([r.data.tags.get("fold") for r in runs])
+    held = distinct([r.data.tags.get("holdout_generator") for r in runs])
+    seeds = distinct([r.data.params.get("seed") for r in runs])
+    within = [f"{len(folds)} folds ({folds[0]}–{folds[-1]})" if len(folds) > 1 else "",
+              f"{len(held)} held-out generators" if len(held) > 1 else "",
+              f"{len(seeds)} seeds ({', '.join(seeds)})" if len(seeds) > 1 else ""]
+    within = [w for w in within if w]
+    across = [f"{len(trains)} training distortions" if len(trains) > 1 else ""]
+    fixed = ([f"training distortion {trains[0]}"] if len(trains) == 1 else []) + (
+        [f"seed {seeds[0]}"] if len(seeds) == 1 else [])
+    varied = " × ".join(w for w in [*across, *within] if w) or "one configuration"
+    text = f"{len(runs)} run{'s' if len(runs) != 1 else ''}: {varied}"
+    spread = " × ".join(w.split(" (")[0] for w in within) or "runs"
+    return text + (f"; {', '.join(fixed)}" if fixed else ""), spread
+
+
+def file_slug(text: str) -> str:
+    """``text`` as part of a file name (``base, seed 0`` -> ``base-seed-0``)."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-.") or "x"
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", text))
+
+
+def roc_figure(curves: dict[str, Pooled], title: str, path: Path) -> Path:
+    """The ROC curves of every model's pooled predictions on one figure (AUROC in the
+    legend; the chance diagonal). Where the DET curve of the same scores goes beside it."""
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.8), dpi=110)
+    for name, (scores, labels, _) in curves.items():
+        if len(set(labels.tolist())) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, lw=2.2 if name == "CNN" else 1.3,
+                label=f"{name} (AUROC {stats.auroc(scores, labels):.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (human called AI)",
+           ylabel="true positive rate (AI detected)", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return atomic.save_figure(fig, path)
+
+
+def pooled_models(client: Any, runs: list[Any], test: str, level: str
+                  ) -> list[tuple[str, str, Pooled | None]]:
+    """(name, metric prefix, pooled predictions or None) of the CNN and each baseline."""
+    return [(name, prefix, pooled_predictions(client, runs, artifact))
+            for name, prefix, artifact in models_of(runs, test, level)]
 
 
 def pooled_verdict(test: str, level: str, pooled: dict[str, tuple]) -> list[str]:
@@ -116,62 +183,61 @@ def pooled_figure(out_dir: Path | None, key: str, test: str, level: str,
         {name: (s, y) for name, (s, y, _) in pooled.items()})
 
 
-def cv_section(client: Any, runs: list[Any], tests: list[str],
-               metrics: tuple[str, ...], out_dir: Path | None = None,
-               figures: list[Path] | None = None) -> tuple[list[str], dict[str, float]]:
-    """Markdown lines and summary-run metrics for every cross-validation in ``runs``: per
-    model (the CNN, each baseline, the fusion) mean ± sd across folds and the pooled
-    out-of-fold AUROC, the pooled verdict and (with ``out_dir``) the pooled ROC/DET figure,
-    whose files are added to ``figures``."""
+def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[str, ...],
+               out_dir: Path) -> tuple[list[Section], dict[str, float]]:
+    """A section for every cross-validation in ``runs``: per model (the CNN, each baseline)
+    mean ± sd across folds and the pooled out-of-fold AUROC, and the pooled ROC curves."""
     metrics = tuple(dict.fromkeys((*metrics, "auroc")))
-    lines: list[str] = []
+    sections: list[Section] = []
     logged: dict[str, float] = {}
     for key, members in fold_groups(runs).items():
-        lines += [f"## Cross-validation: {key} ({len(members)} folds)", ""]
+        section = Section(f"Cross-validation: {key} ({len(members)} folds)")
         for test in tests:
             level = level_of(members, test)
-            lines += [f"Test distortion {test}, {level.rstrip('/') or 'window'} level; mean ± sd "
-                      "across folds, and the AUROC of all folds' predictions pooled, with its "
-                      "95 % interval over groups.", "",
-                      "| model | " + " | ".join(metrics) + " | pooled out-of-fold AUROC |",
-                      "|---|" + "---|" * (len(metrics) + 1)]
-            everything: dict[str, tuple] = {}
-            for name, prefix, artifact in models_of(members, test, level):
+            rows, curves = [], {}
+            for name, prefix, pooled in pooled_models(client, members, test, level):
                 means = [cell([r.data.metrics.get(f"{prefix}{m}", float("nan"))
                                for r in members]) for m in metrics]
-                pooled = pooled_predictions(client, members, artifact)
                 text = "–"
                 if pooled is not None:
-                    everything[name] = pooled
                     auroc = stats.intervals(*pooled, metrics=("auroc",))["auroc"]
                     text = f"{auroc.text()} (n = {auroc.n_groups} groups)"
-                    logged[f"cv/{test}/{level}{name}/pooled_auroc"] = auroc.value
-                lines.append(f"| {name} | " + " | ".join(means) + f" | {text} |")
-            lines += ["", *pooled_verdict(test, level, everything), ""]
-            drawn = pooled_figure(out_dir, key, test, level, everything)
-            if drawn and figures is not None:
-                figures += drawn
-                lines += [f"![pooled ROC and DET, {test}]({drawn[-1].name})", ""]
-    return lines, logged
+                    logged[f"cv/{metric_key(test)}/{level}{metric_key(name)}/pooled_auroc"] = \
+                        auroc.value
+                    curves[name] = pooled
+                rows.append([name, *means, text])
+            section.blocks.append(Table(
+                ["model", *metrics, "pooled out-of-fold AUROC"], rows,
+                f"Test distortion {test}, {level.rstrip('/') or 'window'} level; mean ± sd "
+                "across folds, and the AUROC of all folds' predictions pooled, with its 95 % "
+                "interval over groups."))
+            section.blocks += pooled_verdict(test, level, curves)
+            drawn = pooled_figure(out_dir, key, test, level, curves)
+            if drawn:
+                section.blocks.append(drawn[-1])
+        sections.append(section)
+    return sections, logged
 
 
-def logo_section(runs: list[Any], tests: list[str]) -> tuple[list[str], dict[str, float]]:
-    """The cross-generator table: AUROC on each held-out generator, CNN and baselines."""
+def logo_section(client: Any, runs: list[Any], tests: list[str], out_dir: Path
+                 ) -> tuple[list[Section], dict[str, float]]:
+    """The cross-generator table: AUROC on each held-out generator, CNN and baselines, and
+    the ROC curves of every held-out test set's predictions pooled."""
     held = [r for r in runs if r.data.tags.get("holdout_generator")]
     if not held:
         return [], {}
+    held.sort(key=lambda r: _natural(r.data.tags["holdout_generator"]))
     baselines = sorted({k.split("/")[1] for r in held for k in r.data.metrics
                         if k.startswith("baseline/")})
-    lines: list[str] = []
+    sections: list[Section] = []
     logged: dict[str, float] = {}
     for test in tests:
         level = level_of(held, test)
-        lines += [f"## Leave one generator out: test distortion {test} "
-                  f"({level.rstrip('/') or 'window'} level AUROC, 95 % interval)", "",
-                  "| held-out generator | CNN | " + " | ".join(baselines) + " |",
-                  "|---|---|" + "---|" * len(baselines)]
+        section = Section(f"Leave one generator out: test distortion {test} "
+                          f"({level.rstrip('/') or 'window'} level AUROC, 95 % interval)")
         columns: dict[str, list[float]] = defaultdict(list)
-        for run in sorted(held, key=lambda r: r.data.tags["holdout_generator"]):
+        rows = []
+        for run in held:
             cells = []
             for name, prefix in [("CNN", "test"), *((b, f"baseline/{b}/test") for b in baselines)]:
                 key = f"{prefix}/{test}/{level}auroc"
@@ -181,11 +247,18 @@ def logo_section(runs: list[Any], tests: list[str]) -> tuple[list[str], dict[str
                 cells.append(f"{value:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None
                                                and high is not None else ""))
             generator = run.data.tags["holdout_generator"]
-            logged[f"logo/{generator}/{test}/auroc"] = columns["CNN"][-1]
-            lines.append(f"| {generator} | " + " | ".join(cells) + " |")
-        lines += ["| **mean ± sd** | " + " | ".join(cell(columns[n]) for n in
-                                                     ["CNN", *baselines]) + " |", ""]
-    return lines, logged
+            logged[f"logo/{metric_key(generator)}/{metric_key(test)}/auroc"] = columns["CNN"][-1]
+            rows.append([generator, *cells])
+        rows.append(["**mean ± sd**", *(cell(columns[n]) for n in ["CNN", *baselines])])
+        section.blocks.append(Table(["held-out generator", "CNN", *baselines], rows))
+        curves = {name: pooled for name, _, pooled in pooled_models(client, held, test, level)
+                  if pooled is not None}
+        if curves:
+            section.blocks.append(roc_figure(
+                curves, f"test {test}: the {len(held)} held-out test sets pooled",
+                out_dir / f"roc_logo_{file_slug(test)}.png"))
+        sections.append(section)
+    return sections, logged
 
 
 def without_skipped(runs: list[Any]) -> tuple[list[Any], list[Any]]:

@@ -11,6 +11,7 @@ before ``result.json`` is written, so a job killed in between re-tests into the 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import traceback
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,19 @@ from deepfake_detect.training.checkpoints import ResumableMLFlowLogger
 from deepfake_detect.training.plan import Plan
 
 log = logging.getLogger(__name__)
+
+
+def run_label(p: Plan) -> str:
+    """The MLflow run name: what tells the run from the others of its study, e.g.
+    ``base-fold2-seed0`` (k-fold), ``logo-MusicGen`` (leave-one-generator-out; the training
+    distortion and seed when not base and 0), ``combined-seed3``. The run folder keeps the
+    config's signature; the name need not be unique."""
+    held, distortion, seed = p.tags.get("holdout_generator"), p.distortion.name, p.seed
+    if held:
+        return "-".join(["logo", held, *([distortion] if distortion != "base" else []),
+                         *([f"seed{seed}"] if seed else [])])
+    fold = [f"fold{p.tags['fold']}"] if "fold" in p.tags else []
+    return "-".join([distortion, *fold, f"seed{seed}"])
 
 
 class TrackedRun:
@@ -47,7 +61,7 @@ class TrackedRun:
         self.resumed = run_id is not None
         self.logger = ResumableMLFlowLogger(
             experiment_name=p.logger.experiment_name, tracking_uri=self.uri,
-            run_name=p.logger.run_name or self.run_dir.path.name, run_id=run_id,
+            run_name=p.logger.run_name or run_label(p), run_id=run_id,
             artifact_location=self.store.artifact_location)
         self.run_id = tracking.retry(lambda: self.logger.run_id, "start MLflow run")
         self.run_dir.save_run_id(self.run_id)
@@ -103,6 +117,22 @@ class TrackedRun:
                            **{k: v for k, v in p.tags.items() if k != tracking.SWEEP_TAG}})
         if sweep:  # the sweep that runs it now (a resumed job: the sweep that finishes it)
             tracking.join_sweep(client, run_id, sweep)
+
+    def log_dataset(self, name: str, digest: str, source: str, profile: dict[str, Any]) -> None:
+        """The data source as an MLflow dataset input (the runs table's Dataset column and
+        filter): ``name``, ``digest`` (the listing's fingerprint), ``profile`` (numbers of
+        files and clips); logged once per run (a resumed run has it already)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        client, run_id = self.client, self.run_id
+        inputs = tracking.retry(lambda: client.get_run(run_id).inputs, "read inputs")
+        if any(d.dataset.digest == digest for d in (inputs.dataset_inputs if inputs else [])):
+            return
+        dataset = Dataset(name=name, digest=digest, source_type="local",
+                          source=json.dumps({"uri": source}), profile=json.dumps(profile))
+        tagged = DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, "train")])
+        tracking.retry(lambda: client.log_inputs(run_id, datasets=[tagged]), "log dataset")
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for key, value in tags.items():

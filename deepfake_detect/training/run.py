@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
-from deepfake_detect import atomic, scaling
+from deepfake_detect import atomic, scaling, tracking
 from deepfake_detect.config import to_plain
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.evaluation.baselines import run_baselines
@@ -94,6 +94,8 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
 
 def run_plan(p: Plan) -> dict[str, Any]:
     """Run a validated plan (see the module docstring); the caller holds the run's lock."""
+    if scaling.is_rank_zero():  # a stopped or locked tracking server: one line, now
+        tracking.check_store(p.logger.tracking_uri or tracking.default_tracking_uri(p.outputs))
     run_dir = p.run_dir.create()
     pl.seed_everything(p.seed, workers=True, verbose=False)
     dm = prepare_data(p, run_dir)
@@ -107,6 +109,7 @@ def run_plan(p: Plan) -> dict[str, Any]:
     tracked.start()
     with tracked.active():
         tracked.describe(weights, checkpoint)
+        tracked.log_dataset(*dataset_input(dm))
         trainer = fit(p, run_dir, model, dm, tracked, checkpoint)
         selected = select(p, trainer, model)
         tester = trainer if trainer.world_size == 1 else test_trainer(p, run_dir)
@@ -298,6 +301,8 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
                           **({"calibration": decided.calibration} if decided.calibration
                              else {})})
     tracked.log_files([bundle], "model")
+    tracked.set_tags(tracking.names_tag(sorted({str(r["generator"]) for n in dm.test_names
+                                                for r in dm.test_rows(n)})))
     tracked.log_metrics({**flat, **{k: v for k, v in selected.items() if k != "selection"}},
                         step=tracked.step)
     tracked.log_params({"selected_epoch": selected["selected_epoch"], "model_input": shape})
@@ -307,10 +312,28 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
             "data": dm.describe(), **selected, **flat}
 
 
+def fingerprint(dm: AudioDataModule) -> str:
+    """16 hex digits of the source's signature (its options and listing)."""
+    signature = json.dumps(dm.source.signature(), sort_keys=True, default=str)
+    return hashlib.sha256(signature.encode()).hexdigest()[:16]
+
+
+def dataset_input(dm: AudioDataModule) -> tuple[str, str, str, dict[str, Any]]:
+    """The data source as MLflow sees it: name (the source, and its folder or CSV), digest
+    (:func:`fingerprint`), where it is, and how many files and clips it lists."""
+    source = dm.source
+    cfg = getattr(source, "cfg", None)
+    where = str(getattr(cfg, "root", None) or getattr(cfg, "csv", None) or "")
+    name = getattr(source, "name", type(source).__name__)
+    clips = source.clips()
+    files = {c.path or c.clip_id.split("#w")[0] for c in clips}
+    return (f"{name}:{Path(where).name}" if where else name, fingerprint(dm), where or name,
+            {"num_files": len(files), "num_clips": len(clips)})
+
+
 def bundle_record(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dict[str, Any]:
     """The bundle's record of what the model was trained on."""
     rows = dm.entries["train"].rows
-    signature = json.dumps(dm.source.signature(), sort_keys=True, default=str)
     return {"train_distortion": p.distortion.name, "distortion": p.distortion.as_dict(),
             "task": dm.task, "classes": list(dm.classes),
             "selected_epoch": selected.get("selected_epoch"),
@@ -319,7 +342,7 @@ def bundle_record(p: Plan, dm: AudioDataModule, selected: dict[str, Any]) -> dic
             "trained_on": {
                 "source": getattr(dm.source, "name", "?"),
                 "simulation": getattr(dm.source, "name", "") in SIMULATED_SOURCES,
-                "fingerprint": hashlib.sha256(signature.encode()).hexdigest()[:16],
+                "fingerprint": fingerprint(dm),
                 "generators": sorted({str(r["generator"]) for r in rows if int(r["label"])}),
                 "n_clips": len(rows), **file_profile(rows)}}
 

@@ -231,6 +231,10 @@ def test_training_and_predict_read_the_same_files_and_list_the_rest(tmp_path: Pa
             assert reason in reasons[path]
         result = json.loads((run_dir / "result.json").read_text())
         assert result["data"]["clips"]["train"] > 16  # several windows of every MP3
+        named = [line.split(": the header declares")[0]
+                 for line in (trained.stdout + trained.stderr).splitlines()
+                 if "the header declares" in line]
+        assert named and len(named) == len(set(named))  # one line per file, not per window
         out = tmp_path / "predictions.csv"
         scored = cli(PREDICT, "-m", str(run_dir), str(data), "-o", str(out), "-q",
                      unprivileged=locked)
