@@ -219,7 +219,7 @@ def _write_report(client: MlflowClient, experiment_id: str, runs: list[Any], exp
     field = field_report.sections(client, runs, grid.cols, collect(
         runs, field_report.COST_METRICS, level="file/" if files_grid.cols else ""),
         markdown, title, out_dir)
-    found += report_html.sections_from_markdown(field.lines, out_dir)
+    found += report_html.sections_from_markdown(one_verdicts_section(field.lines), out_dir)
     text += "\n" + "\n".join(s.markdown(root=out_dir) for s in found)
     md = atomic.write_text(out_dir / "report.md", text)
     png = heatmap(grid, metrics, title, out_dir / "heatmap.png")
@@ -237,6 +237,16 @@ def _write_report(client: MlflowClient, experiment_id: str, runs: list[Any], exp
     return {"markdown": md, "heatmap": png, "grid": grid, "summary_run_id": summary_id,
             "n_runs": len(runs), "html": page, "comparisons": results, "sections": found,
             "verdicts": field.verdicts, "figures": figures, **more}
+
+
+def one_verdicts_section(lines: list[str]) -> list[str]:
+    """The field's lines with each run's verdicts under one "Verdicts" heading (a run's
+    name in bold, not a heading of its own), so a page of many runs keeps one section."""
+    out, within = [], False
+    for line in lines:
+        within = within or line.strip() == "# Verdicts"
+        out.append(f"**{line[3:].strip()}**" if within and line.startswith("## ") else line)
+    return out
 
 
 def sections(client: MlflowClient, runs: list[Any], tests: list[str], metrics: tuple[str, ...],

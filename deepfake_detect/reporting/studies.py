@@ -49,12 +49,17 @@ def cell(values: list[float]) -> str:
 
 
 def fold_groups(runs: list[Any]) -> dict[str, list[Any]]:
-    """Cross-validation runs by what they share (training distortion and seed), folds apart."""
+    """Cross-validation runs by what they share (training distortion and seed, and the
+    detector where it is not the default), folds apart."""
     out: dict[str, list[Any]] = defaultdict(list)
     for run in runs:
         if int(run.data.params.get("data.split.folds", "0") or 0) >= 2:
             key = (f"{run.data.tags.get('train_distortion', '?')}, seed "
                    f"{run.data.params.get('seed', '?')}")
+            model, kind = (run.data.params.get("model.name", "resnet18"),
+                           run.data.params.get("features.kind", "logmel"))
+            if (model, kind) != ("resnet18", "logmel"):
+                key += f", {model} on {kind}"
             out[key].append(run)
     return dict(out)
 
