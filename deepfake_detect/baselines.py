@@ -37,7 +37,8 @@ from deepfake_detect.aggregate import by_file, file_level
 from deepfake_detect.data import audio
 from deepfake_detect.data.cache import CacheEntry
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.datamodule import AudioDataModule, FeatureWork
+from deepfake_detect.data.datamodule import AudioDataModule
+from deepfake_detect.data.sets import FeatureWork
 from deepfake_detect.evaluate import Intervals, Scored, level_values
 from deepfake_detect.models.frontend import FrontEnd
 
@@ -130,9 +131,9 @@ def feature_tables(name: str, dm: AudioDataModule) -> dict[str, tuple[np.ndarray
     """(features, rows) of the train split and each test set (``test/<d>``) for a baseline."""
     names = ["train", *(f"test/{d}" for d in dm.test_names)]
     if name == "fakeprint":
-        entries = dm.side_entries(
+        entries = dm.sets.side_entries(
             "fakeprint", lambda d: FakeprintWork(dm.source, d, dm.features, dm.seed),
-            (FAKEPRINT_BINS,), FAKEPRINT_VERSION)
+            (FAKEPRINT_BINS,), FAKEPRINT_VERSION, dm.plan(train=False))
         return {n: (np.asarray(entries[n].features, dtype=np.float64), entries[n].rows)
                 for n in names}
     if name == "band_stats":

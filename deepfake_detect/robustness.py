@@ -6,7 +6,7 @@ of training).
 in kbps, or Vorbis quality; resample: rate in Hz; noise: SNR in dB; eq: cutoff in Hz; reverb:
 decay in s; gain: dB; crop: duration in s); at a point every clip gets exactly that value, and
 every other parameter its own draw. The test clips are decoded once for the whole curve and
-each point's rows are cached like any test set (:meth:`AudioDataModule.split_entries`).
+each point's rows are stored like any test set (:meth:`StudySets.split_entries`).
 
 Each point gets accuracy, balanced accuracy, AUROC and EER, and each generator's recall (the
 share of its clips decided right: specificity for ``human``), with 95 % intervals from a
@@ -33,6 +33,7 @@ from deepfake_detect import io, stats
 from deepfake_detect.data.cache import CacheEntry
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion, strength_label
+from deepfake_detect.data.sets import StudySets
 from deepfake_detect.metrics import param_text
 from deepfake_detect.plan import CurveSpec
 
@@ -128,16 +129,16 @@ def point_of(value: float, scores: np.ndarray, entry_rows: list[dict[str, Any]],
     return Point(value, metrics, recall, rows)
 
 
-def compute_curves(dm: AudioDataModule, curves: Sequence[tuple[CurveSpec, list[Distortion]]],
+def compute_curves(sets: StudySets, curves: Sequence[tuple[CurveSpec, list[Distortion]]],
                    score: Scorer, threshold: float, n_boot: int = stats.N_BOOT
                    ) -> list[Curve]:
-    """Every curve's points on ``dm``'s test split: one decode per clip and one pool of
+    """Every curve's points on the test split of ``sets``: one decode per clip and one pool of
     feature builds for all of them, then scores and intervals per point."""
     labels = []
     for spec, points in curves:
         parameter = strength_label(points[0], spec.effect)[0]
         labels += [f"{spec.distortion}[{parameter}={value:g}]" for value in spec.values]
-    entries = iter(dm.split_entries("test", [d for _, points in curves for d in points],
+    entries = iter(sets.split_entries("test", [d for _, points in curves for d in points],
                                     labels))
     out = []
     for spec, points in curves:
@@ -269,6 +270,7 @@ def robustness_model(model: Any, distortion: str, values: Sequence[float],
     ``robustness/``."""
     from deepfake_detect import tracking
     from deepfake_detect.config import build
+    from deepfake_detect.data.datamodule import LoaderConfig
     from deepfake_detect.inference import resolve_device
     from deepfake_detect.models.refs import load_model, model_job
     from deepfake_detect.plan import curve_points
@@ -282,9 +284,10 @@ def robustness_model(model: Any, distortion: str, values: Sequence[float],
     detector = loaded.detector.to(resolve_device(device))
     data = dict(resolved["data"])  # the rows the model was trained on
     data["cache"] = {**(data.get("cache") or {}), "store": detector.front_end.store}
-    dm = AudioDataModule(data, loaded.features, points[0], [], seed)
+    sets = StudySets.from_config(data, loaded.features, seed)
+    batch_size = build(LoaderConfig, data.get("loader"), "data.loader").batch_size
     log.info("%s", loaded.describe())
-    curve, = compute_curves(dm, [(spec, points)], loop_scorer(detector, dm.loader.batch_size),
+    curve, = compute_curves(sets, [(spec, points)], loop_scorer(detector, batch_size),
                             loaded.threshold, n_boot)
     run_id = loaded.meta.get("run_id")
     out = Path(out) if out else job.out_dir("robustness", loaded)
@@ -302,6 +305,6 @@ def run_curves(dm: AudioDataModule, curves: Sequence[tuple[CurveSpec, list[Disto
                model: dict[str, Any] | None = None) -> list[Path]:
     """``eval.curves`` at the end of training: every curve computed and written."""
     files: list[Path] = []
-    for curve in compute_curves(dm, curves, score, threshold):
+    for curve in compute_curves(dm.sets, curves, score, threshold):
         files += write_curve(curve, out_dir, model)
     return files

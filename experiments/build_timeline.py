@@ -88,9 +88,9 @@ def main() -> None:
     from deepfake_detect.bench.clips import write_folder
     from deepfake_detect.bench.suite import STUDY
     from deepfake_detect.data.cache import FeatureCache
-    from deepfake_detect.data.datamodule import FeatureWork
     from deepfake_detect.data.features import FeatureConfig
     from deepfake_detect.data.folder import FolderSource
+    from deepfake_detect.data.sets import FeatureWork
     from deepfake_detect.plan import distortion_preset
 
     features = FeatureConfig(**STUDY)
