@@ -277,6 +277,7 @@ class FolderInfo:
     skipped: int
     bytes: int
     used: float  # when a job last read or wrote it (seconds since the epoch)
+    corrupt: list[str] = field(default_factory=list)  # shards a job would rebuild
 
     @property
     def kind(self) -> str:
@@ -289,14 +290,16 @@ def list_folders(root: str | Path) -> list[FolderInfo]:
     for path in sorted(Path(root).glob("*/" + CONFIG)):
         folder_path = path.parent
         config = json.loads(path.read_text())
-        folder = Folder(folder_path, config.get("parts", {}), tuple(config["shape"][:]))
+        folder = Folder(folder_path, config.get("parts", {}), tuple(config["shape"]),
+                        repair=False)
         folder.refresh()
         usable = sum(r.row >= 0 for r in folder.records.values())
         size = sum(f.stat().st_size for f in folder_path.rglob("*") if f.is_file())
         used = folder_path / USED
         out.append(FolderInfo(folder_path, folder.parts, len(folder.shards), usable,
                               len(folder.records) - usable, size,
-                              (used if used.exists() else path).stat().st_mtime))
+                              (used if used.exists() else path).stat().st_mtime,
+                              folder.take_corrupt()))
     return out
 
 

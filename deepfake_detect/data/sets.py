@@ -33,6 +33,7 @@ from deepfake_detect.data.splits import SplitConfig, check_not_empty, held_out_n
 log = logging.getLogger(__name__)
 
 SetPlan = list[tuple[str, str, dist.Distortion]]  # (set name, split, distortion)
+Wanted = tuple[list[Clip], dist.Distortion, str]  # clips, distortion, description
 
 
 @dataclass
@@ -168,22 +169,29 @@ class StudySets:
         return {name: entry for (name, _, _), entry in  # the features' figures only, as before
                 zip(plan, self._get(requests, count=False), strict=True)}
 
-    def build_all(self, distortions: list[dist.Distortion], shard: tuple[int, int] = (0, 1),
-                  clips: list[Clip] | None = None) -> BuildStats:
-        """Every clip of the source (or ``clips``) under each of ``distortions``, for shard
-        ``i`` of ``n`` (rows whose key's first byte is ``i`` mod ``n``: the shards' rows,
-        and their locks, are disjoint), ahead of training."""
+    def every_clip(self, distortions: list[dist.Distortion]) -> list[Wanted]:
+        """Every clip of the source under each distortion: what any fold, split seed or
+        held-out generator of this source can ask for."""
+        clips = self.source.clips()
+        return [(clips, d, f"all/{d.name}") for d in dict.fromkeys(distortions)]
+
+    def planned(self, plan: SetPlan) -> list[Wanted]:
+        """The planned sets (of this split only)."""
+        return [(self.splits[split], d, name) for name, split, d in plan]
+
+    def build(self, wanted: list[Wanted], shard: tuple[int, int] = (0, 1)) -> BuildStats:
+        """Compute the missing rows of ``wanted``, shard ``i`` of ``n`` of them (the rows
+        whose key's first byte is ``i`` mod ``n``: shards' rows, and their locks, are
+        disjoint), ahead of training; the build's figures."""
         index, count = shard
-        clips = self.source.clips() if clips is None else clips
         requests = []
-        for d in dict.fromkeys(distortions):
-            full = self.request(clips, d, f"all/{d.name}")
+        for clips, d, desc in wanted:
+            full = self.request(clips, d, desc)
             mine = [c for c, key in zip(clips, full.row_keys, strict=True)
                     if int(key[:2], 16) % count == index]
-            requests.append(self.request(mine, d, f"all/{d.name}"))
+            requests.append(self.request(mine, d, desc))
         done = BuildStats()
         for _, stats in self.cache.get_or_build_many(requests):
             done.add(stats)
         self.stats.add(done)
         return done
-

@@ -116,8 +116,10 @@ class Record:
 class Folder:
     """One configuration's shards, opened (indexes read, rows mapped lazily)."""
 
-    def __init__(self, path: Path, parts: dict[str, Any], shape: tuple[int, ...]):
+    def __init__(self, path: Path, parts: dict[str, Any], shape: tuple[int, ...],
+                 repair: bool = True):
         self.path, self.parts, self.shape = path, parts, tuple(shape)
+        self.repair = repair  # remove a corrupt shard (else only note it: listing)
         self.shards: list[Path] = []
         self.records: dict[str, Record] = {}
         self.checked: set[tuple[int, int]] = set()  # (shard, row) whose crc32 matched
@@ -151,8 +153,10 @@ class Folder:
         problem, index = read_index(path, self.shape)
         if problem:
             self.corrupt.append(f"{path}: {problem}")
-            log.warning("cache shard %s is corrupt (%s): rebuilding its clips", path, problem)
-            io.remove(path)
+            if self.repair:
+                log.warning("cache shard %s is corrupt (%s): rebuilding its clips", path,
+                            problem)
+                io.remove(path)
             return
         number = len(self.shards)
         self.shards.append(path)
