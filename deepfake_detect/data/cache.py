@@ -325,10 +325,15 @@ def prune(root: str | Path, older_than_s: float | None = None,
           dry_run: bool = False) -> list[Path]:
     """Remove the store folders not used for ``older_than_s`` seconds and/or whose config
     matches ``conditions`` (both given: both must hold), and with ``legacy`` the old
-    per-split entries; a folder whose locks another job holds is left alone. Returns what
-    was (or, with ``dry_run``, would be) removed."""
+    per-split entries; a folder whose locks another job holds is left alone. Shards that
+    killed builds left half-written go too. Returns what was (or, with ``dry_run``, would
+    be) removed."""
     now, removed = time.time(), []
     for info in list_folders(root):
+        for stale in Folder(info.path, info.parts, ()).stale_temporaries():
+            removed.append(stale)
+            if not dry_run:
+                io.remove(stale)
         if older_than_s is not None and now - info.used < older_than_s:
             continue
         if conditions and not matches(info.parts, conditions):

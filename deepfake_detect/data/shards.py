@@ -14,6 +14,7 @@ corrupt one without rewriting the old shard.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -135,7 +136,8 @@ class Folder:
         if not (self.path / CONFIG).exists():
             config = {"parts": self.parts, "shape": list(self.shape), "created": time.time()}
             io.write_text(self.path / CONFIG, json.dumps(config, indent=1, default=str))
-        (self.path / USED).touch()
+        with contextlib.suppress(OSError):  # a read-only store others keep: reading works
+            (self.path / USED).touch()
 
     def refresh(self) -> None:
         """Read the indexes of shards written since the last refresh (by any process)."""
@@ -202,6 +204,17 @@ class Folder:
         number = next(i for i, p in enumerate(self.shards) if p == path)
         self.checked.update((number, r.row) for r in self.records.values()
                             if r.shard == number and r.row >= 0)
+
+    def stale_temporaries(self, min_age_s: float = 3600) -> list[Path]:
+        """Shards a killed build left half-written: older than ``min_age_s`` and whose
+        writer is not running on this machine."""
+        now = time.time()
+        try:
+            found = [p for p in self.shard_dir.iterdir() if io.TMP_MARK in p.name]
+        except FileNotFoundError:
+            return []
+        return [p for p in found
+                if now - p.stat().st_mtime > min_age_s and not io.writer_alive(p)]
 
     def take_corrupt(self) -> list[str]:
         found, self.corrupt = self.corrupt, []
