@@ -173,12 +173,12 @@ class AudioDataModule(pl.LightningDataModule):
     def check(self, listing: str | None = None) -> None:
         """Stop (DataError) when a set lost a class, or fell below ``data.split.min_per_class``
         clips of one, to unusable audio; ``listing`` names where the skipped clips are listed
-        (default: each entry's clips.json). Then the classes and targets of the task."""
+        (default: the store's shard indexes). Then the classes and targets of the task."""
         for name, entry in self.entries.items():
             check_decoded(name, Counter(row["label"] for row in entry.rows),
                           Counter(row["label"] for row in entry.skipped),
                           self.split_cfg.min_per_class,
-                          listing or str(entry.path / "clips.json"))
+                          listing or str(entry.path / "shards" / "*" / "index.json"))
         self.classes = task_classes(self.task, self.entries["train"].rows)
         self.targets = {name: task_targets(self.task, entry.rows, self.classes)
                         for name, entry in self.entries.items()}
