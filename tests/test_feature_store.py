@@ -228,3 +228,44 @@ def test_a_store_is_listed_from_its_indexes_alone(tmp_path, monkeypatch) -> None
     entry.features.files[0].write_bytes(b"")  # a truncated shard: listed, not removed
     info, = list_folders(tmp_path)
     assert info.rows == 0 and "bytes" in info.corrupt[0] and entry.features.files[0].exists()
+
+
+def slurm_answers() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and any(s.strip() in ("idle", "mix") for s in done.stdout.split())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not slurm_answers(), reason="no SLURM cluster answers here (sinfo)")
+def test_a_slurm_array_builds_the_store_in_shards(make_cfg, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "out"
+    args = ["debug=fast_dev_run", f"paths.root={root}", "data.cache.workers=1",
+            "eval.distortions=[base,pitch]"]
+    script = tmp_path / "build.sbatch"
+    script.write_text("#!/bin/bash\n#SBATCH --array=0-1\n#SBATCH --cpus-per-task=1\n"
+                      f"#SBATCH --output={tmp_path}/shard-%a.out\n"
+                      f"{sys.executable} -m deepfake_detect.cli.cache build {' '.join(args)} "
+                      "--shard ${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}\n")
+    done = subprocess.run(["sbatch", "--wait", str(script)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              p for p in (str(Path(__file__).parents[1]),
+                                          os.environ.get("PYTHONPATH")) if p)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line for i in (0, 1) for line in (tmp_path / f"shard-{i}.out").read_text()
+             .replace("\r", "\n").splitlines() if line.startswith("shard ")]
+    assert sum(int(line.split(": ")[1].split()[0]) for line in lines) == 2 * 16
+    dm = plan(make_cfg(*args[2:], root=root)).datamodule
+    dm.build()
+    assert dm.stats.clips_computed == 0
