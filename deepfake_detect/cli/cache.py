@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from deepfake_detect.cli.common import add_verbosity, parse, run
+from deepfake_detect.cli.common import add_verbosity, run_command
 from deepfake_detect.errors import UsageError
 
 log = logging.getLogger("deepfake_detect.cli.cache")
@@ -65,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-cache``; returns the exit status."""
-    args = parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    action = {"list": _list, "prune": _prune, "build": _build}[args.command]
-    return run(lambda: action(args), "the feature store")
+    return run_command(build_parser(), argv, _action, "the feature store")
+
+
+def _action(args: argparse.Namespace) -> int:
+    return {"list": _list, "prune": _prune, "build": _build}[args.command](args)
 
 
 def _check_overrides(overrides: Sequence[str]) -> None:
@@ -157,14 +157,14 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _build(args: argparse.Namespace) -> int:
     from deepfake_detect.config import compose
-    from deepfake_detect.plan import plan
+    from deepfake_detect.training.plan import datamodule_of, plan
 
     _check_overrides(args.overrides)
     shard = _shard(args.shard)
     overrides = list(args.overrides)
     if args.dir is not None:
         overrides.append(f"data.cache.dir={args.dir}")
-    dm = plan(compose("train", overrides)).datamodule
+    dm = datamodule_of(plan(compose("train", overrides)))
     sets = dm.sets
     start = time.perf_counter()
     wanted = (sets.planned(dm.plan()) if args.split_only

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from deepfake_detect import io
+from deepfake_detect import atomic
 from deepfake_detect.config import one_of, require
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.pool import Work, available_cores, run_tasks
@@ -209,7 +209,7 @@ class FeatureCache:
             for folder_key, count in counts.items():
                 folder = folders[folder_key]
                 paths[folder_key] = folder.shard_dir / new_shard_id()
-                tmp = stack.enter_context(io.atomic_path(paths[folder_key]))
+                tmp = stack.enter_context(atomic.atomic_path(paths[folder_key]))
                 writers[folder_key] = ShardWriter(tmp, folder.shape, count, ", ".join(
                     dict.fromkeys(requests[i].desc for (f, _), (i, _) in missing.items()
                                   if f == folder_key)))
@@ -333,7 +333,7 @@ def prune(root: str | Path, older_than_s: float | None = None,
         for stale in Folder(info.path, info.parts, ()).stale_temporaries():
             removed.append(stale)
             if not dry_run:
-                io.remove(stale)
+                atomic.remove(stale)
         if older_than_s is not None and now - info.used < older_than_s:
             continue
         if conditions and not matches(info.parts, conditions):

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from deepfake_detect import io
+from deepfake_detect import atomic
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Folder:
         """Create the folder and its ``config.json`` if they are not there; mark it used."""
         if not (self.path / CONFIG).exists():
             config = {"parts": self.parts, "shape": list(self.shape), "created": time.time()}
-            io.write_text(self.path / CONFIG, json.dumps(config, indent=1, default=str))
+            atomic.write_text(self.path / CONFIG, json.dumps(config, indent=1, default=str))
         with contextlib.suppress(OSError):  # a read-only store others keep: reading works
             (self.path / USED).touch()
 
@@ -144,7 +144,7 @@ class Folder:
         """Read the indexes of shards written since the last refresh (by any process)."""
         try:
             names = sorted(p.name for p in self.shard_dir.iterdir()
-                           if p.is_dir() and io.TMP_MARK not in p.name)
+                           if p.is_dir() and atomic.TMP_MARK not in p.name)
         except FileNotFoundError:
             return
         known = {p.name for p in self.shards}
@@ -159,7 +159,7 @@ class Folder:
             if self.repair:
                 log.warning("cache shard %s is corrupt (%s): rebuilding its clips", path,
                             problem)
-                io.remove(path)
+                atomic.remove(path)
             return
         number = len(self.shards)
         self.shards.append(path)
@@ -224,11 +224,11 @@ class Folder:
         writer is not running on this machine."""
         now = time.time()
         try:
-            found = [p for p in self.shard_dir.iterdir() if io.TMP_MARK in p.name]
+            found = [p for p in self.shard_dir.iterdir() if atomic.TMP_MARK in p.name]
         except FileNotFoundError:
             return []
         return [p for p in found
-                if now - p.stat().st_mtime > min_age_s and not io.writer_alive(p)]
+                if now - p.stat().st_mtime > min_age_s and not atomic.writer_alive(p)]
 
     def __del__(self) -> None:
         for descriptor, _ in getattr(self, "_files", {}).values():

@@ -13,9 +13,9 @@ from deepfake_detect.data.cache import CacheEntry
 
 def stored_set(cfg: DictConfig, name: str) -> CacheEntry:
     """The set ``name`` (``train``, ``val``, ``test/<d>``) of ``cfg``'s run, read back."""
-    from deepfake_detect.plan import plan
+    from deepfake_detect.training.plan import datamodule_of, plan
 
-    dm = plan(cfg).datamodule
+    dm = datamodule_of(plan(cfg))
     dm.build()
     assert dm.stats.clips_computed == 0, "the run's rows should all be in the store"
     return dm.entries[name]
