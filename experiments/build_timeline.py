@@ -88,10 +88,10 @@ def main() -> None:
     from deepfake_detect.bench.clips import write_folder
     from deepfake_detect.bench.suite import STUDY
     from deepfake_detect.data.cache import FeatureCache
-    from deepfake_detect.data.datamodule import FeatureWork
     from deepfake_detect.data.features import FeatureConfig
     from deepfake_detect.data.folder import FolderSource
     from deepfake_detect.data.presets import distortion_preset
+    from deepfake_detect.data.sets import FeatureWork
 
     features = FeatureConfig(**STUDY)
     with tempfile.TemporaryDirectory(prefix="build-timeline-") as tmp:

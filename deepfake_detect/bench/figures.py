@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepfake_detect.data import distortions as dist
 from deepfake_detect.data.cache import FeatureCache, available_cores
-from deepfake_detect.data.datamodule import AudioDataModule, EpochShuffle, FeatureWork
+from deepfake_detect.data.datamodule import AudioDataModule, EpochShuffle
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
+from deepfake_detect.data.sets import FeatureWork
 from deepfake_detect.data.torch_mel import PARITY_DB, LogMel
 from deepfake_detect.models.detector import Detector, ModelConfig
 from deepfake_detect.models.frontend import FrontEnd

@@ -1,64 +1,74 @@
-"""Feature cache: each entry is computed once, memory-mapped, written atomically, locked.
+"""The feature store: each clip's row computed once, keyed by what it depends on.
 
-An entry is keyed by a hash of everything upstream of it (source, clips of the split,
-distortion and its seed, feature config). Parallel sweep jobs share the cache: a file lock
-makes the first job build an entry while the others wait and then read it.
+A :class:`Request` asks for the rows of some clips: ``parts`` is what every row shares (the
+kind of rows, the feature config; one store folder per distinct ``parts``) and ``row_parts``
+is what each clip's row depends on beyond that (its audio's identity and window, the
+distortion and the parameters drawn for the clip). Neither holds the split: a fold, seed,
+held-out generator or sweep job reads the rows it needs and computes only the missing ones,
+in one pool of forked workers for all the requests of a call (:mod:`.pool`). Rows live in
+immutable, memory-mapped, checksummed shards (:mod:`.shards`). Parallel jobs share the
+store: the missing rows are computed under file locks (one per store folder and first byte
+of the row key, taken in order, so jobs cannot deadlock and jobs that need disjoint rows do
+not wait for each other), re-checked once the locks are held, and written atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
-import os
 import shutil
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack, closing
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from filelock import FileLock
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from deepfake_detect import atomic
-from deepfake_detect.data.audio import AudioError, collapsed_warnings
+from deepfake_detect.config import one_of, require
 from deepfake_detect.data.clips import Clip
+from deepfake_detect.data.pool import Work, available_cores, run_tasks
+from deepfake_detect.data.shards import CONFIG, USED, Folder, Rows, ShardWriter, new_shard_id
 
 log = logging.getLogger(__name__)
 
+__all__ = ["BuildStats", "CacheConfig", "CacheEntry", "FeatureCache", "Request",
+           "available_cores", "entry_key"]
+
 FORMAT_VERSION = 1
-Work = Callable[[Clip], tuple[np.ndarray, dict[str, Any]]]
-Result = tuple[np.ndarray, dict[str, Any]] | str  # a clip's features and params, or why not
-_WARM: set[Any] = set()  # the kinds of work this process has run once (imports, numba done)
+STORES = ("features", "waveform")
+LOCK_BUCKETS = 256  # locks per store folder: by the row key's first byte
 
 
-def _warm_key(work: Work) -> Any:
-    """What decides which lazy imports and numba functions ``work`` needs: its ``warm_key``
-    attribute where it has one (with its type); else the code it runs (a function, closure,
-    method or ``functools.partial``), or its type."""
-    key = getattr(work, "warm_key", None)
-    if key is not None:
-        return type(work), key
-    target = getattr(work, "func", work)  # a functools.partial runs its func
-    return getattr(target, "__code__", None) or type(target)
+@dataclass(frozen=True)
+class CacheConfig:
+    """The ``data.cache`` node."""
+
+    dir: str = "outputs/cache"
+    workers: int | str = "auto"  # processes building rows; auto: one per available core
+    store: str = "features"  # features (librosa log-mels) | waveform (log-mel on the device)
+
+    def __post_init__(self) -> None:
+        require(self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
+                "workers", f"must be an integer >= 1 or auto, got {self.workers!r}")
+        one_of(self.store, STORES, "store")
 
 
 @dataclass
 class CacheEntry:
-    """A built entry: ``features[i]`` belongs to ``rows[i]``; ``skipped`` lists bad clips."""
+    """A set's rows: ``features[i]`` belongs to ``rows[i]``; ``skipped`` lists bad clips;
+    ``keys[i]`` is row i's key in the store folder ``path``."""
 
     path: Path
-    features: np.ndarray
+    features: Rows | np.ndarray
     rows: list[dict[str, Any]]
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> np.ndarray:
@@ -67,7 +77,8 @@ class CacheEntry:
 
 @dataclass
 class BuildStats:
-    """How many entries were computed or reused, and how many clips were transformed."""
+    """Sets that needed computing (``built``) or were read whole (``reused``), rows
+    computed (``clips_computed``), and corrupt shards found and rebuilt."""
 
     built: int = 0
     reused: int = 0
@@ -79,295 +90,276 @@ class BuildStats:
             setattr(self, key, getattr(self, key) + getattr(other, key))
 
 
-def available_cores() -> int:
-    """The cores this process may run on (``data.cache.workers: auto``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def entry_key(parts: dict[str, Any]) -> str:
-    """A stable hash of everything upstream of an entry."""
+    """A stable hash of what a row (or a store folder) depends on."""
     blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _write_header(handle: BinaryIO, shape: tuple[int, ...]) -> int:
-    """Write a float32 ``.npy`` header at the handle's position; return where data starts.
-
-    numpy pads the header so that its length does not depend on the first dimension, which
-    lets the build rewrite it in place once it knows how many clips were usable.
-    """
-    np.lib.format.write_array_header_1_0(
-        handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                 "fortran_order": False, "shape": tuple(int(d) for d in shape)})
-    return handle.tell()
-
-
-def _file_checksum(path: Path, block: int = 1 << 20) -> str:
-    """crc32 of an ``.npy`` file's data, read into one reused buffer (no memory map, so
-    checking an entry needs no memory that grows with it)."""
-    crc = 0
-    buffer = bytearray(block)
-    view = memoryview(buffer)
-    with open(path, "rb") as handle:
-        major, _ = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                       else np.lib.format.read_array_header_2_0)
-        read_header(handle)
-        while size := handle.readinto(buffer):
-            crc = zlib.crc32(view[:size], crc)
-    return f"{crc:08x}"
-
-
 @dataclass
 class Request:
-    """One entry to load or build: what it depends on, its clips, the per-clip work."""
+    """The rows of ``clips`` under ``work``: ``parts`` is what they all share, ``row_parts[i]``
+    what clip i's row depends on beyond it (default: the clip id)."""
 
     parts: dict[str, Any]
     clips: Sequence[Clip]
     work: Work
     shape: tuple[int, ...]
     desc: str
+    row_parts: Sequence[dict[str, Any]] | None = None
 
     @cached_property
     def key(self) -> str:
-        return entry_key(self.parts)
+        return entry_key({**self.parts, "shape": list(self.shape)})
+
+    @cached_property
+    def row_keys(self) -> list[str]:
+        parts = self.row_parts or [{"clip_id": c.clip_id} for c in self.clips]
+        assert len(parts) == len(self.clips), "one row_parts per clip"
+        return [entry_key(p) for p in parts]
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.parts.get('kind', 'rows')}-{self.key[:16]}"
 
 
 class FeatureCache:
-    """A folder of entries ``<root>/<key>/{features.npy, clips.json, meta.json}``."""
+    """A folder of store folders ``<root>/<kind>-<key>/`` (see :mod:`.shards`)."""
 
     def __init__(self, root: str | Path, workers: int | str = 1):
         self.root = Path(root)
         self.workers = available_cores() if workers == "auto" else max(1, int(workers))
+        self._folders: dict[str, Folder] = {}
 
     def get_or_build(self, parts: dict[str, Any], clips: Sequence[Clip], work: Work,
                      shape: tuple[int, ...], desc: str) -> tuple[CacheEntry, BuildStats]:
-        """Load the entry for ``parts`` or build it by running ``work`` on every clip."""
+        """The rows of ``clips``, computing the missing ones with ``work``."""
         return self.get_or_build_many([Request(parts, clips, work, shape, desc)])[0]
 
     def get_or_build_many(self, requests: Sequence[Request]
                           ) -> list[tuple[CacheEntry, BuildStats]]:
-        """Load each request's entry; build all the missing ones in one pass over one pool of
-        workers, so that small entries (val, test) share the cores with the large ones
-        instead of each waiting for its own pool (or running alone)."""
+        """Each request's rows; every missing row of all of them computed in one pass over
+        one pool of workers (small sets share the cores with the large ones)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        unique: dict[str, Request] = {}
-        for request in requests:
-            unique.setdefault(request.key, request)
-        stats = {key: BuildStats() for key in unique}
-        entries: dict[str, CacheEntry] = {}
-        for key, request in unique.items():  # hits, each under its own lock
-            with self._lock(key):
-                hit = self._load_or_clear(key, request, stats[key])
-            if hit is not None:
-                entries[key] = hit
-        missing = sorted(key for key in unique if key not in entries)
-        with ExitStack() as locks:
-            for key in missing:  # in key order: jobs that share entries cannot deadlock
-                locks.enter_context(self._lock(key))
-            todo = []
-            for key in sorted(missing, key=list(unique).index):  # built in request order
-                hit = self._load_or_clear(key, unique[key], stats[key])  # built meanwhile?
-                if hit is None:
-                    todo.append(unique[key])
-                else:
-                    entries[key] = hit
-                    stats[key].rebuilt_corrupt = 0  # another job rebuilt it, not this one
-            tasks = [(request.work, clip) for request in todo for clip in request.clips]
-            with closing(self._run(tasks, ", ".join(r.desc for r in todo))) as results:
-                for request in todo:
-                    self._build(self.root / request.key, request,
-                                itertools.islice(results, len(request.clips)))
-            for request in todo:  # checked once the pool is done: no results pile up meanwhile
-                entry, problem = _load(self.root / request.key, request.shape)
-                assert entry is not None, problem
-                entries[request.key] = entry
-                stats[request.key].built = 1
-                stats[request.key].clips_computed = len(request.clips)
-        return [(entries[r.key], stats[r.key] if r is unique[r.key] else BuildStats(reused=1))
-                for r in requests]
+        folders = {r.key: self._folder(r) for r in requests}
+        for folder in set(folders.values()):
+            folder.refresh()
+        stats = [BuildStats() for _ in requests]
+        missing = _missing(requests, folders)
+        if missing:
+            with self._locks(missing, folders):
+                for key in {key for key, _ in missing}:
+                    folders[key].refresh()  # written meanwhile by another job?
+                missing = _missing(requests, folders)
+                self._compute(missing, requests, folders)
+        for index, _ in missing.values():
+            stats[index].clips_computed += 1
+        for stat in stats:
+            stat.built = int(stat.clips_computed > 0)
+            stat.reused = 1 - stat.built
+        corrupt = sum(len(f.take_corrupt()) for f in set(folders.values()))
+        if stats:
+            stats[0].rebuilt_corrupt = corrupt
+        return [(_assemble(r, folders[r.key], built=s.built > 0), s)
+                for r, s in zip(requests, stats, strict=True)]
 
-    def _lock(self, key: str) -> FileLock:
-        return FileLock(str(self.root / f"{key}.lock"))
+    def absent(self, request: Request) -> list[int]:
+        """The positions of ``request``'s clips whose rows are not in the store (no lock:
+        another job may be computing them)."""
+        folder = self._folder(request)
+        folder.refresh()
+        return [j for j, key in enumerate(request.row_keys) if folder.lookup(key) is None]
 
-    def _load_or_clear(self, key: str, request: Request, stats: BuildStats
-                       ) -> CacheEntry | None:
-        """The entry if it is on disk and sound; a corrupt one is removed (and counted)."""
-        path = self.root / key
-        if not path.exists():
-            return None
-        entry, problem = _load(path, request.shape)
-        if entry is not None:
-            stats.reused = 1
-            log.debug("cache hit: %s (%s)", request.desc, key[:12])
-            return entry
-        log.warning("cache entry %s for %s is corrupt (%s): rebuilding it", path,
-                    request.desc, problem)
-        stats.rebuilt_corrupt = 1
-        shutil.rmtree(path, ignore_errors=True)
-        return None
+    def _folder(self, request: Request) -> Folder:
+        path = self.root / request.folder_name
+        folder = self._folders.get(request.key)
+        if folder is None or not path.exists():  # new here, or pruned meanwhile
+            folder = self._folders[request.key] = Folder(path, request.parts, request.shape)
+        folder.ensure()
+        return folder
 
-    def _build(self, path: Path, request: Request, results: Iterator[Result]) -> None:
-        """Write ``request``'s entry from its clips' ``results`` (in clip order)."""
-        for stale in atomic.temporaries(path):  # left by a killed build (we hold the entry's lock)
-            atomic.remove(stale)
-        with atomic.atomic_path(path) as tmp:
-            tmp.mkdir()
-            rows, skipped, crc = self._write_rows(tmp / "features.npy", request, results)
-            listing = json.dumps({"rows": rows, "skipped": skipped}, indent=1, default=str)
-            (tmp / "clips.json").write_text(listing)
-            meta = {"parts": request.parts, "shape": [len(rows), *request.shape],
-                    "checksum": f"{crc:08x}", "clips_checksum": _text_checksum(listing),
-                    "desc": request.desc}
-            meta["meta_checksum"] = _meta_checksum(meta)
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        if skipped:
-            log.warning("%s: skipped %d of %d clips (see %s)", request.desc, len(skipped),
-                        len(request.clips), path / "clips.json")
+    def _locks(self, missing: dict[tuple[str, str], tuple[int, int]],
+               folders: dict[str, Folder]) -> ExitStack:
+        """The locks of every (store folder, key bucket) with missing rows, in order."""
+        needed = sorted({(str(folders[f].path), int(k[:2], 16) % LOCK_BUCKETS)
+                         for f, k in missing})
+        stack = ExitStack()
+        try:
+            for path, bucket in needed:
+                (Path(path) / "locks").mkdir(exist_ok=True)
+                stack.enter_context(FileLock(str(Path(path) / "locks" / f"{bucket:02x}.lock")))
+        except BaseException:
+            stack.close()
+            raise
+        return stack
 
-    @staticmethod
-    def _write_rows(target: Path, request: Request, results: Iterator[Result]
-                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-        """Append each usable clip's row to ``target`` (an ``.npy``); returns the rows'
-        metadata, the skipped clips and the crc32 of the data."""
-        shape, desc = tuple(request.shape), request.desc
-        rows: list[dict[str, Any]] = []
-        skipped: list[dict[str, Any]] = []
-        crc = 0
-        # Rows are appended with plain writes (no memory map): the build's memory does not
-        # grow with the entry, and the page cache, not the process, holds what was written.
-        with open(target, "wb") as handle:
-            offset = _write_header(handle, (len(request.clips), *shape))
-            for clip, result in zip(request.clips, results, strict=True):
-                if isinstance(result, str):
-                    skipped.append({"clip_id": clip.clip_id, "path": clip.path or "",
-                                    "label": clip.label, "reason": result})
-                    continue
-                features, params = result
-                row = np.ascontiguousarray(features, dtype=np.float32)
-                if row.shape != shape:
-                    raise ValueError(f"{desc}: clip {clip.clip_id} gave an array of shape "
-                                     f"{row.shape}, expected {shape}")
-                handle.write(row.data)
-                crc = zlib.crc32(row.data, crc)
-                rows.append({"clip_id": clip.clip_id, "label": clip.label,
-                             "group": clip.group, "generator": clip.generator,
-                             "path": clip.path or "", "params": params})
-            handle.seek(0)  # the header's shape counts the usable clips only
-            if _write_header(handle, (len(rows), *shape)) != offset:
-                raise RuntimeError("npy header length changed")  # numpy pads it: never
-        return rows, skipped, crc
+    def _compute(self, missing: dict[tuple[str, str], tuple[int, int]],
+                 requests: Sequence[Request], folders: dict[str, Folder]) -> None:
+        """Compute the missing rows (in request and clip order) into one new shard per store
+        folder, written atomically."""
+        if not missing:
+            return
+        tasks = [(requests[i].work, requests[i].clips[j]) for i, j in missing.values()]
+        counts: dict[str, int] = {}
+        for folder_key, _ in missing:
+            counts[folder_key] = counts.get(folder_key, 0) + 1
+        descs = list(dict.fromkeys(requests[i].desc for i, _ in missing.values()))
+        with ExitStack() as stack:
+            writers, paths = {}, {}
+            for folder_key, count in counts.items():
+                folder = folders[folder_key]
+                paths[folder_key] = folder.shard_dir / new_shard_id()
+                tmp = stack.enter_context(atomic.atomic_path(paths[folder_key]))
+                writers[folder_key] = ShardWriter(tmp, folder.shape, count, ", ".join(
+                    dict.fromkeys(requests[i].desc for (f, _), (i, _) in missing.items()
+                                  if f == folder_key)))
+            results = run_tasks(tasks, self.workers, ", ".join(descs))
+            for ((folder_key, key), (i, j)), result in zip(missing.items(), results,
+                                                          strict=True):
+                writers[folder_key].add(key, requests[i].clips[j].clip_id, result)
+            for writer in writers.values():
+                writer.close()
+        for folder_key, path in paths.items():
+            folders[folder_key].refresh()
+            folders[folder_key].trust(path)
 
-    def _run(self, tasks: Sequence[tuple[Work, Clip]], desc: str) -> Iterator[Result]:
-        """Each task's result, in order: here with one worker, else from a pool of forks."""
-        bar = tqdm(total=len(tasks), desc=f"features [{desc}]", unit="clip",
-                   disable=len(tasks) < 2, leave=False)
-        # One BLAS/OpenMP thread per process whatever the worker count, so that 1 and N
-        # workers give bit-identical entries (summation order follows the thread count), and
-        # N workers do not oversubscribe the cores. The limit covers the libraries loaded so
-        # far; it is set again after each kind of work's first clip, which may load more.
-        # Workers are forked under it and inherit it: setting it in each worker instead
-        # (threadpoolctl scans every loaded library, torch's too) kept 16 workers idle for
-        # 0.8 s and made each one's first clip twice as slow.
-        with bar, ExitStack() as limits, collapsed_warnings():  # one line per file
-            limits.enter_context(threadpool_limits(1))
-            if self.workers == 1 or len(tasks) < 2 * self.workers:
-                seen: set[Any] = set()
-                for task in tasks:
-                    result = _safe_here(task)
-                    if (key := _warm_key(task[0])) not in seen:
-                        seen.add(key)
-                        limits.enter_context(threadpool_limits(1))
-                    yield result
-                    bar.update()
-                return
-            done = _warm_up(tasks)
-            bar.update(len(done))
-            limits.enter_context(threadpool_limits(1))
-            rest = [task for index, task in enumerate(tasks) if index not in done]
-            chunk = max(1, len(rest) // (self.workers * 8))
-            pool = ProcessPoolExecutor(self.workers, mp_context=get_context("fork"))
+
+def _missing(requests: Sequence[Request], folders: dict[str, Folder]
+             ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(store folder, row key) -> (request, clip) for every row not in the store (the first
+    request that asks for it computes it), in request and clip order."""
+    missing: dict[tuple[str, str], tuple[int, int]] = {}
+    for i, request in enumerate(requests):
+        folder = folders[request.key]
+        for j, key in enumerate(request.row_keys):
+            if (request.key, key) not in missing and folder.lookup(key) is None:
+                missing[(request.key, key)] = (i, j)
+    return missing
+
+
+def _assemble(request: Request, folder: Folder, built: bool) -> CacheEntry:
+    """The request's set: its usable clips' rows in clip order, and its skipped clips."""
+    rows, skipped, keys, where = [], [], [], []
+    for clip, key in zip(request.clips, request.row_keys, strict=True):
+        record = folder.records[key]
+        if record.row < 0:
+            skipped.append({"clip_id": clip.clip_id, "path": clip.path or "",
+                            "label": clip.label, "reason": record.reason})
+            continue
+        rows.append({"clip_id": clip.clip_id, "label": clip.label, "group": clip.group,
+                     "generator": clip.generator, "path": clip.path or "",
+                     "params": record.params})
+        keys.append(key)
+        where.append((record.shard, record.row))
+    used = sorted({shard for shard, _ in where})
+    number = {shard: n for n, shard in enumerate(used)}
+    features = Rows([folder.shards[s] / "rows.npy" for s in used],
+                    np.array([number[s] for s, _ in where], dtype=np.int32),
+                    np.array([r for _, r in where], dtype=np.int64), request.shape)
+    if skipped and built:
+        log.warning("%s: skipped %d of %d clips (%s: %s%s)", request.desc, len(skipped),
+                    len(request.clips), skipped[0]["clip_id"], skipped[0]["reason"],
+                    ", ..." if len(skipped) > 1 else "")
+    return CacheEntry(folder.path, features, rows, skipped, keys)
+
+
+# --- what a store holds, and pruning it ---------------------------------------------------
+
+
+@dataclass
+class FolderInfo:
+    """One store folder as ``deepfake-detect-cache list`` shows it."""
+
+    path: Path
+    parts: dict[str, Any]
+    shards: int
+    rows: int
+    skipped: int
+    bytes: int
+    used: float  # when a job last read or wrote it (seconds since the epoch)
+    corrupt: list[str] = field(default_factory=list)  # shards a job would rebuild
+
+    @property
+    def kind(self) -> str:
+        return str(self.parts.get("kind", "rows"))
+
+
+def list_folders(root: str | Path) -> list[FolderInfo]:
+    """Every store folder under ``root`` (indexes only: no row is read)."""
+    out = []
+    for path in sorted(Path(root).glob("*/" + CONFIG)):
+        folder_path = path.parent
+        config = json.loads(path.read_text())
+        folder = Folder(folder_path, config.get("parts", {}), tuple(config["shape"]),
+                        repair=False)
+        folder.refresh()
+        usable = sum(r.row >= 0 for r in folder.records.values())
+        size = sum(f.stat().st_size for f in folder_path.rglob("*") if f.is_file())
+        used = folder_path / USED
+        out.append(FolderInfo(folder_path, folder.parts, len(folder.shards), usable,
+                              len(folder.records) - usable, size,
+                              (used if used.exists() else path).stat().st_mtime,
+                              folder.take_corrupt()))
+    return out
+
+
+def legacy_entries(root: str | Path) -> list[Path]:
+    """Entries of the per-split cache this store replaced (``<key>/meta.json``)."""
+    return sorted(p.parent for p in Path(root).glob("*/meta.json"))
+
+
+def matches(parts: dict[str, Any], conditions: dict[str, str]) -> bool:
+    """Whether ``parts`` has every dotted ``key=value`` of ``conditions`` (values compared
+    as text, so ``features.n_mels=64`` matches 64)."""
+    for dotted, wanted in conditions.items():
+        node: Any = parts
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None or str(node) != wanted:
+            return False
+    return True
+
+
+def prune(root: str | Path, older_than_s: float | None = None,
+          conditions: dict[str, str] | None = None, legacy: bool = False,
+          dry_run: bool = False) -> list[Path]:
+    """Remove the store folders not used for ``older_than_s`` seconds and/or whose config
+    matches ``conditions`` (both given: both must hold), and with ``legacy`` the old
+    per-split entries; a folder whose locks another job holds is left alone. Shards that
+    killed builds left half-written go too. Returns what was (or, with ``dry_run``, would
+    be) removed."""
+    now, removed = time.time(), []
+    for info in list_folders(root):
+        for stale in Folder(info.path, info.parts, ()).stale_temporaries():
+            removed.append(stale)
+            if not dry_run:
+                atomic.remove(stale)
+        if older_than_s is not None and now - info.used < older_than_s:
+            continue
+        if conditions and not matches(info.parts, conditions):
+            continue
+        if older_than_s is None and not conditions:
+            continue
+        if dry_run or _remove_unlocked(info.path):
+            removed.append(info.path)
+    for path in legacy_entries(root) if legacy else []:
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+            Path(f"{path}.lock").unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _remove_unlocked(path: Path) -> bool:
+    """Remove a store folder once all its locks are free (False: a job is building)."""
+    (path / "locks").mkdir(exist_ok=True)
+    with ExitStack() as stack:
+        for bucket in range(LOCK_BUCKETS):
+            lock = FileLock(str(path / "locks" / f"{bucket:02x}.lock"), timeout=0)
             try:
-                results = pool.map(_safe, rest, chunksize=chunk)
-                for index in range(len(tasks)):
-                    if index in done:
-                        yield done.pop(index)
-                    else:
-                        yield next(results)
-                        bar.update()
-            finally:  # on an error or Ctrl-C, clips not yet started are dropped
-                pool.shutdown(wait=True, cancel_futures=True)
-
-
-WARM_UP_TRIES = 3  # clips of one kind of work tried here before the workers are left to it
-
-
-def _warm_up(tasks: Sequence[tuple[Work, Clip]]) -> dict[int, Result]:
-    """Run here, before forking, the first clip of each kind of work this process has not
-    run yet (the next one where a clip is bad, up to :data:`WARM_UP_TRIES`): the workers
-    inherit its lazy imports and numba's compiled functions instead of each paying for them
-    (seconds, and memory in every worker). Returns the results by task index."""
-    done: dict[int, Result] = {}
-    tries: dict[Any, int] = {}
-    for index, task in enumerate(tasks):
-        key = _warm_key(task[0])
-        if key not in _WARM and tries.get(key, 0) < WARM_UP_TRIES:
-            tries[key] = tries.get(key, 0) + 1
-            done[index] = _safe_here(task)
-    return done
-
-
-def _safe_here(task: tuple[Work, Clip]) -> Result:
-    """:func:`_safe` in this process, which is warm for that kind of work afterwards."""
-    result = _safe(task)
-    if not isinstance(result, str):
-        _WARM.add(_warm_key(task[0]))
-    return result
-
-
-def _safe(task: tuple[Work, Clip]) -> Result:
-    """Run ``work`` on ``clip``; a bad clip becomes its reason (a string), not an exception."""
-    work, clip = task
-    try:
-        return work(clip)
-    except AudioError as err:
-        return str(err)
-
-
-def _text_checksum(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _meta_checksum(meta: dict[str, Any]) -> str:
-    """A checksum of meta.json's own content (everything but this field)."""
-    body = {k: v for k, v in meta.items() if k != "meta_checksum"}
-    return _text_checksum(json.dumps(body, sort_keys=True, default=str))
-
-
-def _load(path: Path, shape: tuple[int, ...]) -> tuple[CacheEntry | None, str]:
-    """The entry at ``path`` if it is whole: its rows, clip list and metadata all match their
-    checksums; else None and what is wrong."""
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-        text = (path / "clips.json").read_text()
-        listing = json.loads(text)
-        # Copy-on-write mapping: datasets wrap rows as tensors without copying them (and
-        # without torch's read-only warning); nothing is ever written back to the file.
-        features = np.load(path / "features.npy", mmap_mode="c")
-    except (OSError, ValueError) as err:
-        return None, f"{type(err).__name__}: {err}"
-    if meta.get("meta_checksum") != _meta_checksum(meta):
-        return None, "meta.json checksum mismatch"
-    if meta.get("clips_checksum") != _text_checksum(text):
-        return None, "clips.json checksum mismatch (the clip list was changed)"
-    if tuple(features.shape[1:]) != tuple(shape) or list(features.shape) != meta["shape"]:
-        return None, f"shape {features.shape} does not match {meta['shape']} / {shape}"
-    if len(listing["rows"]) != len(features):
-        return None, "clip list and feature array differ in length"
-    if _file_checksum(path / "features.npy") != meta["checksum"]:
-        return None, "checksum mismatch"
-    return CacheEntry(path, features, listing["rows"], listing["skipped"]), ""
-
+                stack.enter_context(lock)
+            except TimeoutError:
+                log.warning("%s is being built by another job: left alone", path)
+                return False
+        shutil.rmtree(path, ignore_errors=True)
+    return True

@@ -1,9 +1,10 @@
-"""The LightningDataModule: clips -> splits -> cached rows -> batches.
+"""The LightningDataModule: the sets' rows (from :mod:`deepfake_detect.data.sets`) -> batches.
 
 Reads the ``data`` config group (``source``, ``split``, ``loader``, ``cache``) and gets the
-feature config, the training distortion and the test distortions from the caller. It ships
-rows as the cache holds them (log-mels, or waveforms with ``data.cache.store: waveform``);
-the model's front end turns them into its input.
+feature config, the training distortion and the test distortions from the caller. It loads
+train, val and one test set per test distortion from :class:`StudySets` (which splits once
+and reads the feature store) and ships rows as the store holds them (log-mels, or waveforms
+with ``data.cache.store: waveform``); the model's front end turns them into its input.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,35 +20,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from deepfake_detect.config import build, one_of, require
+from deepfake_detect.config import build, require
 from deepfake_detect.data import distortions as dist
-from deepfake_detect.data import frontends
-from deepfake_detect.data.cache import (
-    BuildStats,
-    CacheEntry,
-    FeatureCache,
-    Request,
-    available_cores,
-)
-from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.decoded import DecodedSource, decode_request
+from deepfake_detect.data.cache import BuildStats, CacheEntry, available_cores
 from deepfake_detect.data.device_rows import DEVICE_SHARE, DeviceRows, IndexDataset, fits
-from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
-from deepfake_detect.data.sources import Source, build_source
-from deepfake_detect.data.splits import (
-    SplitConfig,
-    check_decoded,
-    check_not_empty,
-    held_out_name,
-    split_clips,
-)
+from deepfake_detect.data.features import FeatureConfig
+from deepfake_detect.data.sets import SetPlan, StudySets
+from deepfake_detect.data.splits import check_decoded
 from deepfake_detect.task import UNKNOWN
 from deepfake_detect.task import class_names as task_classes
 from deepfake_detect.task import targets as task_targets
 
 log = logging.getLogger(__name__)
-
-STORES = ("features", "waveform")
 
 
 @dataclass(frozen=True)
@@ -93,72 +76,16 @@ def _is_cuda(device: torch.device | None) -> bool:
     return device.type == "cuda" if device is not None else torch.cuda.is_available()
 
 
-@dataclass(frozen=True)
-class CacheConfig:
-    """The ``data.cache`` node."""
-
-    dir: str = "outputs/cache"
-    workers: int | str = "auto"  # processes building an entry; auto: one per available core
-    store: str = "features"  # features (librosa log-mels) | waveform (log-mel on the device)
-
-    def __post_init__(self) -> None:
-        require(self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
-                "workers", f"must be an integer >= 1 or auto, got {self.workers!r}")
-        one_of(self.store, STORES, "store")
-
-
-@dataclass
-class FeatureWork:
-    """Computes one clip's features under one distortion (picklable for worker processes)."""
-
-    source: Source
-    distortion: dist.Distortion
-    features: FeatureConfig
-    seed: int
-    waveform: bool = False  # keep the distorted clip-length waveform instead of its log-mel
-
-    @property
-    def warm_key(self) -> tuple[str, bool, tuple[str, ...]]:
-        """The code paths a clip takes (for the cache's once-per-process warm-up): the
-        source's decoding, log-mel or not, the kinds of effect (pitch shift, time stretch,
-        codec ...)."""
-        return (type(self.source).__name__, self.waveform, tuple(sorted(self.distortion.kinds)))
-
-    def distorted(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
-        """The clip decoded at the feature rate under the distortion, and its drawn params."""
-        wave = self.source.load(clip, self.features.sample_rate)
-        params = dist.draw_params(self.distortion, self.seed, clip.clip_id)
-        return dist.apply(self.distortion, wave, self.features.sample_rate, params), params
-
-    def log_mel_row(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
-        wave, params = self.distorted(clip)
-        if self.waveform:
-            return fit_length(np.asarray(wave, dtype=np.float32), self.features.n_samples), params
-        return log_mel(wave, self.features), params
-
-    def __call__(self, clip: Clip) -> tuple[np.ndarray, dict[str, Any]]:
-        if self.features.kind != "logmel" and not self.waveform:  # the other front ends
-            return frontends.clip_features(self, clip)
-        return self.log_mel_row(clip)
-
-
 class FeatureDataset(Dataset):
     """(1, n_mels, frames) float tensors, class targets and row indices from a cache entry.
 
     ``targets`` defaults to the entry's binary labels (see :mod:`deepfake_detect.task`)."""
 
     def __init__(self, entry: CacheEntry, targets: np.ndarray | None = None):
-        self.path = entry.path
+        # Loader workers started by spawn or forkserver (not fork) get the rows' shard paths
+        # and indices (:class:`~deepfake_detect.data.shards.Rows` pickles so), not the rows.
         self.features = entry.features
         self.labels = entry.labels if targets is None else targets
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Loader workers started by spawn or forkserver (not fork) get the path, not the rows.
-        return {**self.__dict__, "features": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.features = np.load(self.path / "features.npy", mmap_mode="c")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -227,27 +154,42 @@ class AudioDataModule(pl.LightningDataModule):
         self.task = task
         self.classes: tuple[str, ...] = ()
         self.targets: dict[str, np.ndarray] = {}
-        self.source = build_source(data_cfg.get("source") or {})
-        self.split_cfg = build(SplitConfig, data_cfg.get("split"), "data.split")
+        self.sets = StudySets.from_config(data_cfg, features, seed)
+        self.source, self.split_cfg, self.store = (self.sets.source, self.sets.split_cfg,
+                                                   self.sets.store)
         self.loader = build(LoaderConfig, data_cfg.get("loader"), "data.loader")
-        cache_cfg = build(CacheConfig, data_cfg.get("cache"), "data.cache")
-        self.cache = FeatureCache(cache_cfg.dir, workers=cache_cfg.workers)
-        self.store = cache_cfg.store
         self.device: torch.device | None = None  # batches' device; else the Trainer's
         self._device_rows: DeviceRows | None = None
         self._said_host = False
-        self.features = features
         self.train_distortion = train_distortion
         self.test_distortions = test_distortions
         self.seed = seed
         self.entries: dict[str, CacheEntry] = {}
-        self.stats = BuildStats()
-        self._splits: dict[str, list[Clip]] = {}
         self._prepared = False
+
+    @property
+    def features(self) -> FeatureConfig:
+        """The feature config; its band resolved once the source is split (``fmax: auto``)."""
+        return self.sets.features
 
     @property
     def test_names(self) -> list[str]:
         return [d.name for d in self.test_distortions]
+
+    @property
+    def stats(self) -> BuildStats:
+        """Sets built or reused and rows computed, by this module's sets (side ones too)."""
+        return self.sets.stats
+
+    @property
+    def split_info(self) -> dict[str, Any]:
+        return self.sets.split_info
+
+    def plan(self, train: bool = True) -> SetPlan:
+        """The sets: (name, split, distortion) of train and val (``train``), each test set."""
+        sets = [("train", "train", self.train_distortion)]
+        sets += [("val", "val", self.train_distortion)] if train else []
+        return sets + [(f"test/{d.name}", "test", d) for d in self.test_distortions]
 
     def prepare(self) -> None:
         """List, split and featurise everything (cached), then check what is usable;
@@ -258,51 +200,26 @@ class AudioDataModule(pl.LightningDataModule):
         self.check()
 
     def build(self) -> None:
-        """List and split the clips and load or build every set's cache entry (unusable
-        clips are skipped, see :attr:`skipped`)."""
-        if self.entries:
-            return
-        splits = self._splits = split_clips(self.source.clips(), self.split_cfg)
-        check_not_empty(splits, minimum=self.split_cfg.min_per_class)
-        self.features = frontends.resolve_band(self.features, self.source.clips())  # fmax auto
-        log.debug("clips: %s", {name: len(clips) for name, clips in splits.items()})
-        plan = [("train", "train", self.train_distortion), ("val", "val", self.train_distortion)]
-        plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
-        requests = [self._request(splits[split], split, d) for _, split, d in plan]
-        for (name, _, _), (entry, stats) in zip(
-                plan, self.cache.get_or_build_many(requests), strict=True):
-            self.entries[name] = entry
-            self.stats.add(stats)
+        """Split the clips and read every set's rows from the store, computing the missing
+        ones (unusable clips are skipped, see :attr:`skipped`)."""
+        if not self.entries:
+            self.entries = self.sets.entries(self.plan())
 
     def check(self, listing: str | None = None) -> None:
         """Stop (DataError) when a set lost a class, or fell below ``data.split.min_per_class``
         clips of one, to unusable audio; ``listing`` names where the skipped clips are listed
-        (default: each entry's clips.json). Then the classes and targets of the task."""
+        (default: the store's shard indexes). Then the classes and targets of the task."""
         for name, entry in self.entries.items():
             check_decoded(name, Counter(row["label"] for row in entry.rows),
                           Counter(row["label"] for row in entry.skipped),
                           self.split_cfg.min_per_class,
-                          listing or str(entry.path / "clips.json"))
+                          listing or str(entry.path / "shards" / "*" / "index.json"))
         self.classes = task_classes(self.task, self.entries["train"].rows)
         self.targets = {name: task_targets(self.task, entry.rows, self.classes)
                         for name, entry in self.entries.items()}
         if self.task == "attribution":
             _report_open_set(self.targets, self.entries)
         self._prepared = True
-
-    def _request(self, clips: list[Clip], split: str, distortion: dist.Distortion,
-                 source: Source | None = None, desc: str | None = None) -> Request:
-        parts = {"source": self.source.signature(), "split": split,
-                 "clips": [c.clip_id for c in clips], "distortion": distortion.as_dict(),
-                 "distortion_seed": self.seed, "features": frontends.cache_key(self.features)}
-        shape: tuple[int, ...] = self.features.shape
-        if self.store == "waveform":  # one waveform entry serves every log-mel setting
-            parts["features"] = {"store": "waveform", "sample_rate": self.features.sample_rate,
-                                 "n_samples": self.features.n_samples}
-            shape = (self.features.n_samples,)
-        work = FeatureWork(source or self.source, distortion, self.features, self.seed,
-                           self.store == "waveform")
-        return Request(parts, clips, work, shape, desc=desc or f"{split}/{distortion.name}")
 
     @property
     def skipped(self) -> list[dict[str, Any]]:
@@ -402,74 +319,6 @@ class AudioDataModule(pl.LightningDataModule):
 
     def test_rows(self, name: str) -> list[dict[str, Any]]:
         return self.entries[f"test/{name}"].rows
-
-    def split_entry(self, split: str, distortion: dist.Distortion) -> CacheEntry:
-        """One split under one distortion (cached), without preparing the others."""
-        splits = split_clips(self.source.clips(), self.split_cfg)
-        check_not_empty(splits, minimum=self.split_cfg.min_per_class)
-        (entry, stats), = self.cache.get_or_build_many(
-            [self._request(splits[split], split, distortion)])
-        self.stats.add(stats)
-        return entry
-
-    def side_entries(self, kind: str, work: Callable[[dist.Distortion], Any],
-                     shape: tuple[int, ...], version: str,
-                     val: bool = False) -> dict[str, CacheEntry]:
-        """Entries of another per-clip computation (``work(distortion)(clip)`` -> (array,
-        params)) over the clips of the train split (and of val, with ``val``) and of each
-        test set, under the same distortions and seed, cached and built like the features
-        (one pool); by entry name (``train``, ``val``, ``test/<d>``)."""
-        self.prepare()
-        plan = [("train", "train", self.train_distortion)]
-        plan += [("val", "val", self.train_distortion)] if val else []
-        plan += [(f"test/{d.name}", "test", d) for d in self.test_distortions]
-        requests = []
-        for name, split, distortion in plan:
-            clips = self._splits[split]
-            parts = {"source": self.source.signature(), "split": split, "kind": kind,
-                     "version": version, "clips": [c.clip_id for c in clips],
-                     "distortion": distortion.as_dict(), "distortion_seed": self.seed,
-                     "sample_rate": self.features.sample_rate}
-            requests.append(Request(parts, clips, work(distortion), shape,
-                                    desc=f"{kind} {name}"))
-        built = self.cache.get_or_build_many(requests)
-        return {name: entry for (name, _, _), (entry, _) in zip(plan, built, strict=True)}
-
-    @property
-    def split_info(self) -> dict[str, Any]:
-        """How the test set was chosen when it is not a random share: the fold of a
-        cross-validation, or the held-out generator (by name)."""
-        cfg = self.split_cfg
-        if cfg.folds:
-            return {"folds": cfg.folds, "fold": cfg.fold}
-        if cfg.holdout_generator is not None:
-            return {"holdout_generator": held_out_name(self.source.clips(),
-                                                       cfg.holdout_generator)}
-        return {}
-
-    def split_entries(self, split: str, distortions: list[dist.Distortion],
-                      labels: list[str] | None = None) -> list[CacheEntry]:
-        """``split`` under each of ``distortions`` (cached like any test set, one pool for
-        all), each clip decoded once for all of them: missing entries read the split's clean
-        waveforms from a decoded entry (:mod:`deepfake_detect.data.decoded`)."""
-        splits = split_clips(self.source.clips(), self.split_cfg)
-        check_not_empty(splits, minimum=self.split_cfg.min_per_class)
-        clips = splits[split]
-        descs = [f"{split}/{label}" for label in labels] if labels else [None] * len(distortions)
-        requests = [self._request(clips, split, d, desc=desc)
-                    for d, desc in zip(distortions, descs, strict=True)]
-        if not all((self.cache.root / r.key).exists() for r in requests):
-            rate, n = self.features.sample_rate, self.features.n_samples
-            (clean, stats), = self.cache.get_or_build_many(
-                [decode_request(self.source, clips, split, rate, n)])
-            self.stats.add(stats)
-            source = DecodedSource(self.source, clean, rate)
-            requests = [self._request(clips, split, d, source, desc)
-                        for d, desc in zip(distortions, descs, strict=True)]
-        built = self.cache.get_or_build_many(requests)
-        for _, stats in built:
-            self.stats.add(stats)
-        return [entry for entry, _ in built]
 
     def describe(self) -> dict[str, Any]:
         out = {"clips": {name: len(e.rows) for name, e in self.entries.items()},

@@ -2,10 +2,10 @@
 decodes them, at the features' rate), and a source that reads them back.
 
 A robustness curve builds one test set per strength; each would decode every clip again.
-Instead the clean waveforms are cached once (:func:`decode_request`), and each point's
-:class:`~deepfake_detect.data.datamodule.FeatureWork` reads them through
-:class:`DecodedSource`, which has the wrapped source's name and signature: a point's entry
-has the key, and the rows, that the same test set built straight from the source has. A clip
+Instead the clean waveforms are stored once (:func:`decode_request`, keyed by each clip's
+audio), and each point's :class:`~deepfake_detect.data.sets.FeatureWork` reads them through
+:class:`DecodedSource`, which has the wrapped source's name and signature: a point's rows
+have the keys, and the values, that the same test set built straight from the source has. A clip
 whose decoded length differs from the clip length (so that the stored, fitted row is not what
 the source gives) is decoded again instead.
 """
@@ -13,7 +13,6 @@ the source gives) is decoded again instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from deepfake_detect.data.cache import CacheEntry, Request
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.data.features import fit_length
+from deepfake_detect.data.keys import audio_identity
 from deepfake_detect.data.sources import Source
 
 
@@ -44,11 +44,10 @@ class DecodeWork:
 
 def decode_request(source: Source, clips: list[Clip], split: str, sample_rate: int,
                    n_samples: int) -> Request:
-    """The cache request for ``clips``' clean waveforms."""
-    parts = {"source": source.signature(), "split": split, "clips": [c.clip_id for c in clips],
-             "decoded": {"sample_rate": sample_rate, "n_samples": n_samples}}
+    """The store request for ``clips``' clean waveforms (keyed by each clip's audio)."""
+    parts = {"kind": "decoded", "sample_rate": sample_rate, "n_samples": n_samples}
     return Request(parts, clips, DecodeWork(source, sample_rate, n_samples), (n_samples,),
-                   desc=f"{split}/decoded")
+                   f"{split}/decoded", [{"audio": audio_identity(source, c)} for c in clips])
 
 
 class DecodedSource:
@@ -57,16 +56,11 @@ class DecodedSource:
     def __init__(self, source: Source, entry: CacheEntry, sample_rate: int):
         self.source = source
         self.name = source.name
-        self.path: Path = entry.path
         self.sample_rate = sample_rate
         self.n_samples = int(entry.features.shape[1]) if entry.features.ndim == 2 else 0
         self.index = {row["clip_id"]: i for i, row in enumerate(entry.rows)
                       if int(row["params"].get("samples", -1)) == self.n_samples}
-        self._waves: np.ndarray | None = entry.features
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Sent to build workers with their tasks: the path, not the rows.
-        return {**self.__dict__, "_waves": None}
+        self.waves = entry.features  # pickled for build workers as shard paths, not rows
 
     def clips(self) -> list[Clip]:
         return self.source.clips()
@@ -74,10 +68,11 @@ class DecodedSource:
     def signature(self) -> dict[str, Any]:
         return self.source.signature()
 
+    def audio_identity(self, clip: Clip) -> dict[str, Any]:
+        return audio_identity(self.source, clip)
+
     def load(self, clip: Clip, sample_rate: int) -> np.ndarray:
         row = self.index.get(clip.clip_id)
         if row is None or sample_rate != self.sample_rate:
             return self.source.load(clip, sample_rate)
-        if self._waves is None:
-            self._waves = np.load(self.path / "features.npy", mmap_mode="r")
-        return np.array(self._waves[row], dtype=np.float32)
+        return np.array(self.waves[row], dtype=np.float32)

@@ -34,8 +34,10 @@ from sklearn.preprocessing import StandardScaler
 from deepfake_detect.data import audio
 from deepfake_detect.data.cache import CacheEntry, Request
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.datamodule import AudioDataModule, FeatureWork
+from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.frontends import fakeprint_profile
+from deepfake_detect.data.keys import row_parts
+from deepfake_detect.data.sets import FeatureWork
 from deepfake_detect.evaluation import metrics as M
 from deepfake_detect.evaluation.aggregate import by_file, file_level
 from deepfake_detect.evaluation.detection_costs import ASVSPOOF5, Costs
@@ -122,9 +124,9 @@ def feature_tables(name: str, dm: AudioDataModule,
     (``test/<d>``) for a baseline."""
     names = ["train", *(["val"] if val else []), *(f"test/{d}" for d in dm.test_names)]
     if name == "fakeprint":
-        entries = dm.side_entries(
+        entries = dm.sets.side_entries(
             "fakeprint", lambda d: FakeprintWork(dm.source, d, dm.features, dm.seed),
-            (FAKEPRINT_BINS,), FAKEPRINT_VERSION, val)
+            (FAKEPRINT_BINS,), FAKEPRINT_VERSION, dm.plan(train=val))
         return {n: (np.asarray(entries[n].features, dtype=np.float64), entries[n].rows)
                 for n in names}
     if name == "band_stats":
@@ -145,13 +147,12 @@ def source_features(name: str, dm: AudioDataModule, source: Any,
     by_id = {clip.clip_id: clip for clip in source.clips()}
     clips = [by_id[str(row["clip_id"])] for row in entry.rows]
     distortion = dm.test_distortions[0]
-    parts = {"source": source.signature(), "split": "eval.sources", "kind": "fakeprint",
-             "version": FAKEPRINT_VERSION, "clips": [c.clip_id for c in clips],
-             "distortion": distortion.as_dict(), "distortion_seed": dm.seed,
-             "sample_rate": dm.features.sample_rate}
+    parts = {"kind": "fakeprint", "version": FAKEPRINT_VERSION,
+             "sample_rate": dm.features.sample_rate}  # as the run's own side rows
     work = FakeprintWork(source, distortion, dm.features, dm.seed)
-    (built, _), = dm.cache.get_or_build_many([Request(parts, clips, work, (FAKEPRINT_BINS,),
-                                                      desc=f"fakeprint {source.name}")])
+    (built, _), = dm.sets.cache.get_or_build_many([Request(
+        parts, clips, work, (FAKEPRINT_BINS,), f"fakeprint {source.name}",
+        [row_parts(source, c, distortion, dm.seed) for c in clips])])
     found = {str(row["clip_id"]): i for i, row in enumerate(built.rows)}
     features = np.asarray(built.features, dtype=np.float64)
     return np.stack([features[found[str(row["clip_id"])]] if str(row["clip_id"]) in found

@@ -21,8 +21,6 @@ fakes alone) is tested too: the metrics that need both classes are then undefine
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -33,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from deepfake_detect.config import require
-from deepfake_detect.data.cache import CacheEntry
+from deepfake_detect.data.cache import CacheEntry, Request
 from deepfake_detect.data.datamodule import AudioDataModule
+from deepfake_detect.data.keys import feature_parts, row_parts
+from deepfake_detect.data.sets import FeatureWork
 from deepfake_detect.data.sources import build_source
 from deepfake_detect.data.splits import split_clips
 from deepfake_detect.evaluation import metrics as M
@@ -91,12 +91,12 @@ def source_entries(dm: AudioDataModule, specs: tuple[TestSource, ...]
         clips = src.clips()
         if spec.split == "test":
             clips = split_clips(clips, dm.split_cfg)["test"]
-        digest = hashlib.sha256(json.dumps(src.signature(), sort_keys=True, default=str)
-                                .encode()).hexdigest()[:16]
-        requests.append(dm._request(clips, f"{PREFIX}/{spec.name}/{digest}", distortion,
-                                    source=src, desc=f"{PREFIX}/{spec.name}"))
+        work = FeatureWork(src, distortion, dm.features, dm.seed, dm.store == "waveform")
+        requests.append(Request(feature_parts(dm.features, dm.store), clips, work,
+                                dm.sets.shape, f"{PREFIX}/{spec.name}",
+                                [row_parts(src, c, distortion, dm.seed) for c in clips]))
         sources[spec.name] = src
-    built = dm.cache.get_or_build_many(requests)
+    built = dm.sets.cache.get_or_build_many(requests)
     for _, stats in built:
         dm.stats.add(stats)
     return {spec.name: (sources[spec.name], entry)

@@ -6,7 +6,7 @@ of training).
 in kbps, or Vorbis quality; resample: rate in Hz; noise: SNR in dB; eq: cutoff in Hz; reverb:
 decay in s; gain: dB; crop: duration in s); at a point every clip gets exactly that value, and
 every other parameter its own draw. The test clips are decoded once for the whole curve and
-each point's rows are cached like any test set (:meth:`AudioDataModule.split_entries`).
+each point's rows are stored like any test set (:meth:`StudySets.split_entries`).
 
 Each point gets accuracy, balanced accuracy, AUROC and EER, and each generator's recall (the share
 of its clips decided right: specificity for ``human``), with 95 % intervals from a bootstrap over
@@ -33,6 +33,7 @@ from deepfake_detect.data.cache import CacheEntry
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion, strength_label
 from deepfake_detect.data.presets import CurveSpec
+from deepfake_detect.data.sets import StudySets
 from deepfake_detect.evaluation import stats
 from deepfake_detect.evaluation.metrics import param_text
 
@@ -128,16 +129,16 @@ def point_of(value: float, scores: np.ndarray, entry_rows: list[dict[str, Any]],
     return Point(value, metrics, recall, rows)
 
 
-def compute_curves(dm: AudioDataModule, curves: Sequence[tuple[CurveSpec, list[Distortion]]],
+def compute_curves(sets: StudySets, curves: Sequence[tuple[CurveSpec, list[Distortion]]],
                    score: ScoreRows, threshold: float, n_boot: int = stats.N_BOOT
                    ) -> list[Curve]:
-    """Every curve's points on ``dm``'s test split: one decode per clip and one pool of
+    """Every curve's points on the test split of ``sets``: one decode per clip and one pool of
     feature builds for all of them, then scores and intervals per point."""
     labels = []
     for spec, points in curves:
         parameter = strength_label(points[0], spec.effect)[0]
         labels += [f"{spec.distortion}[{parameter}={value:g}]" for value in spec.values]
-    entries = iter(dm.split_entries("test", [d for _, points in curves for d in points],
+    entries = iter(sets.split_entries("test", [d for _, points in curves for d in points],
                                     labels))
     out = []
     for spec, points in curves:
@@ -262,6 +263,6 @@ def run_curves(dm: AudioDataModule, curves: Sequence[tuple[CurveSpec, list[Disto
                model: dict[str, Any] | None = None) -> list[Path]:
     """``eval.curves`` at the end of training: every curve computed and written."""
     files: list[Path] = []
-    for curve in compute_curves(dm, curves, score, threshold):
+    for curve in compute_curves(dm.sets, curves, score, threshold):
         files += write_curve(curve, out_dir, model)
     return files

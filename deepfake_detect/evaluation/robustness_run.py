@@ -11,8 +11,9 @@ from typing import Any
 
 from deepfake_detect import tracking
 from deepfake_detect.config import build
-from deepfake_detect.data.datamodule import AudioDataModule
+from deepfake_detect.data.datamodule import LoaderConfig
 from deepfake_detect.data.presets import CurveSpec, curve_points
+from deepfake_detect.data.sets import StudySets
 from deepfake_detect.evaluation import stats
 from deepfake_detect.evaluation.model_job import model_job
 from deepfake_detect.evaluation.robustness import compute_curves, loop_scorer, write_curve
@@ -41,9 +42,10 @@ def robustness_model(model: Any, distortion: str, values: Sequence[float],
     detector = loaded.detector.to(resolve_device(device))
     data = dict(resolved["data"])  # the rows the model was trained on
     data["cache"] = {**(data.get("cache") or {}), "store": detector.front_end.store}
-    dm = AudioDataModule(data, loaded.features, points[0], [], seed)
+    sets = StudySets.from_config(data, loaded.features, seed)
+    batch_size = build(LoaderConfig, data.get("loader"), "data.loader").batch_size
     log.info("%s", loaded.describe())
-    curve, = compute_curves(dm, [(spec, points)], loop_scorer(detector, dm.loader.batch_size),
+    curve, = compute_curves(sets, [(spec, points)], loop_scorer(detector, batch_size),
                             loaded.raw_threshold, n_boot)
     run_id = loaded.meta.get("run_id")
     out = Path(out) if out else job.out_dir("robustness", loaded)

@@ -12,9 +12,9 @@ from typing import Any
 
 from deepfake_detect import tracking
 from deepfake_detect.config import build
-from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion
 from deepfake_detect.data.presets import build_distortion, distortion_preset
+from deepfake_detect.data.sets import StudySets
 from deepfake_detect.evaluation.model_job import model_job
 from deepfake_detect.explain.analysis import ExplainConfig, explain_test_set
 from deepfake_detect.inference.scoring import resolve_device
@@ -45,12 +45,12 @@ def explain_model(model: Any, overrides: Sequence[str] = (), *, out: Path | None
     detector = loaded.detector.to(resolve_device(device))
     run_id = loaded.meta.get("run_id")
     out = Path(out) if out else job.out_dir("explain", loaded)
-    dm = AudioDataModule(resolved["data"], loaded.features, distortions[0], distortions, seed)
+    sets = StudySets.from_config(resolved["data"], loaded.features, seed)
     prefix = label or str(resolved["data"]["source"].get("name", "data"))
     log.info("%s", loaded.describe())
     files = []
     for distortion in distortions:
-        entry = dm.split_entry("test", distortion)
+        entry = sets.split_entry("test", distortion)
         files += explain_test_set(detector, entry.features, entry.rows, cfg, loaded.raw_threshold,
                                   out, f"{prefix}-{distortion.name}")
     logged = log_to_run(files, run_id, uri) if mlflow else None

@@ -42,6 +42,7 @@ from tests.helpers.audio_data import (
 )
 from tests.helpers.configs import TINY, compose_cfg
 from tests.helpers.privileges import bound_by_permissions, skip_reason
+from tests.helpers.store import feature_shards
 
 TRAIN = [sys.executable, "-m", "deepfake_detect.cli.train"]
 PREDICT = [sys.executable, "-m", "deepfake_detect.cli.predict"]
@@ -251,31 +252,33 @@ def test_training_and_predict_read_the_same_files_and_list_the_rest(tmp_path: Pa
         pytest.skip(f"unreadable folder not tried: {skip_reason()}")
 
 
-# --- the feature cache's clip list ----------------------------------------------------------
+# --- the feature store's index ---------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_a_relabelled_cache_clip_list_is_rebuilt_and_changes_nothing(tmp_path: Path,
-                                                                      caplog) -> None:
+def test_a_tampered_store_index_is_rebuilt_and_changes_nothing(tmp_path: Path, caplog) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         cfg = compose_cfg(SMALL, tmp_path / "out")
         first = train(cfg)
-        entry = next(p.parent for p in (tmp_path / "out" / "cache").glob("*/meta.json")
-                     if '"train/base"' in p.read_text())
-        listing = json.loads((entry / "clips.json").read_text())
-        for row in listing["rows"]:
-            row["label"] = 1 - row["label"]
-        (entry / "clips.json").write_text(json.dumps(listing, indent=1))  # still valid JSON
+        shard, = feature_shards(tmp_path / "out" / "cache")
+        index = json.loads((shard.parent / "index.json").read_text())
+        entries = index["entries"]
+        original = json.loads(json.dumps(entries))
+        usable = [key for key, entry in entries.items() if "row" in entry]
+        one, two = entries[usable[0]], entries[usable[1]]  # two clips' rows swapped
+        one["row"], two["row"] = two["row"], one["row"]
+        (shard.parent / "index.json").write_text(json.dumps(index))  # still valid JSON
         with caplog.at_level("WARNING", logger="deepfake_detect"):
             again = train(compose_cfg([*SMALL, "resume=false"], tmp_path / "out"))
     finally:
         torch.set_num_threads(before)
-    assert "clips.json checksum mismatch" in caplog.text and "rebuilding it" in caplog.text
+    assert "index.json checksum mismatch" in caplog.text and "rebuilding" in caplog.text
     assert again["data"]["cache"]["rebuilt_corrupt"] == 1
-    rebuilt = json.loads((entry / "clips.json").read_text())
-    assert [r["label"] for r in rebuilt["rows"]] == [1 - r["label"] for r in listing["rows"]]
+    assert not shard.exists()  # removed: its rows were computed again into a new shard
+    rebuilt, = feature_shards(tmp_path / "out" / "cache")
+    assert json.loads((rebuilt.parent / "index.json").read_text())["entries"] == original
     metrics = {k: v for k, v in first.items() if k.startswith("test/")}
     assert metrics and {k: again[k] for k in metrics} == metrics
 

@@ -56,16 +56,22 @@ def test_sweep_gives_eight_finished_runs_with_all_test_distortions(sweep: Path) 
             assert run.data.metrics[key] == pytest.approx(results[run.info.run_id][key])
 
 
-def test_each_split_and_distortion_is_computed_once_for_the_sweep(sweep: Path) -> None:
+def test_each_clip_distortion_and_draw_is_computed_once_for_the_sweep(sweep: Path) -> None:
     results = [json.loads(p.read_text()) for p in (sweep / "runs").glob("*/result.json")]
     assert len(results) == 8
     built = sum(r["data"]["cache"]["built"] for r in results)
     reused = sum(r["data"]["cache"]["reused"] for r in results)
-    entries = [p for p in (sweep / "cache").iterdir() if p.is_dir()]
-    # Per seed: train+val for each of 4 training distortions, and 4 test sets shared by all
-    # jobs of that seed.
-    assert built == len(entries) == 2 * (4 * 2 + 4)
+    computed = sum(r["data"]["cache"]["clips_computed"] for r in results)
+    clips = sum(results[0]["data"]["clips"][name] for name in ("train", "val", "test/base"))
+    # Rows are keyed by clip, distortion and draw, not by split: base draws nothing (each
+    # clip once for both seeds); pitch, tempo and combined draw per seed (each clip once a
+    # seed, whichever split it falls in).
+    assert computed == clips * (1 + 3 * 2)
     assert built + reused == 8 * 6
+    second, = [r for r in results if Path(r["run_dir"]).name.startswith("base-seed2-")]
+    # the basic launcher's second job: its base rows were all there, its test clips under
+    # the three other test distortions (seed 2's draws) were not
+    assert second["data"]["cache"]["clips_computed"] == 3 * second["data"]["clips"]["test/base"]
 
 
 def test_clip_parameters_are_identical_across_jobs(sweep: Path) -> None:

@@ -33,6 +33,7 @@ from deepfake_detect.runs import RunDir, run_dir_for
 from deepfake_detect.training import checkpoints
 from deepfake_detect.training.plan import plan
 from deepfake_detect.training.run import train
+from tests.helpers.store import feature_shards
 
 pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
@@ -217,9 +218,7 @@ def failed_then_resumed(tmp_path_factory) -> dict:
 
     data = run_dir.last_checkpoint.read_bytes()
     run_dir.last_checkpoint.write_bytes(data[: len(data) // 2])
-    entry = next(p.parent for p in (root / "cache").glob("*/meta.json")
-                 if '"train/base"' in p.read_text())
-    with (entry / "features.npy").open("r+b") as handle:
+    with feature_shards(root / "cache")[0].open("r+b") as handle:  # its last row
         handle.seek(-64, os.SEEK_END)
         flipped = bytes(255 - b for b in handle.read(64))
         handle.seek(-64, os.SEEK_END)

@@ -15,6 +15,7 @@ from deepfake_detect.data import synthetic
 from deepfake_detect.evaluation.metrics import binary_metrics, equal_error_rate
 from deepfake_detect.models.refs import load_model
 from deepfake_detect.training.run import train
+from tests.helpers.store import stored_set
 
 pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
@@ -30,7 +31,7 @@ def finished(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("run") / "out"
     cfg = compose_cfg([*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=2",
                        "eval.threshold=val_eer"], root)
-    return {**train(cfg), "root": root}
+    return {**train(cfg), "root": root, "cfg": cfg}
 
 
 def predictions(result: dict, name: str) -> list[dict[str, str]]:
@@ -145,14 +146,12 @@ def test_val_eer_threshold_is_the_eer_point_of_the_val_scores(finished: dict) ->
     scores on the validation set, and it is the one the test decisions use."""
     model = load_model(finished["run_dir"])
     assert model.threshold_rule == "val_eer" and model.threshold == finished["threshold"]
-    entry = next(p.parent for p in (finished["root"] / "cache").glob("*/meta.json")
-                 if '"desc": "val/base"' in p.read_text())
-    rows = json.loads((entry / "clips.json").read_text())["rows"]
-    labels = torch.tensor([row["label"] for row in rows])
+    entry = stored_set(finished["cfg"], "val")
+    labels = torch.tensor([row["label"] for row in entry.rows])
     assert set(labels.tolist()) == {0, 1}  # both classes: the EER exists
     with torch.no_grad():
         scores = model.detector.eval().score(torch.from_numpy(
-            np.load(entry / "features.npy"))[:, None])
+            np.asarray(entry.features))[:, None])
     _, expected = equal_error_rate(scores, labels)
     assert finished["threshold"] == pytest.approx(expected, abs=1e-5)
     assert finished["threshold"] != 0.5

@@ -10,9 +10,9 @@ import torch
 
 from deepfake_detect import config
 from deepfake_detect.data.audio import AudioError
-from deepfake_detect.data.cache import FeatureCache, Request
+from deepfake_detect.data.cache import CacheConfig, FeatureCache, Request
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.data.datamodule import CacheConfig, FeatureDataset, LoaderConfig
+from deepfake_detect.data.datamodule import FeatureDataset, LoaderConfig
 from deepfake_detect.errors import ConfigError
 
 SHAPE = (3, 5)
@@ -176,7 +176,7 @@ def test_a_bad_first_clip_does_not_leave_its_kind_cold(tmp_path) -> None:
 def test_kinds_of_work_are_told_apart_by_the_code_they_run() -> None:
     import functools
 
-    from deepfake_detect.data.cache import _warm_key
+    from deepfake_detect.data.pool import warm_key as _warm_key
 
     def closure(k: int):
         return lambda clip: (np.zeros(SHAPE), {"k": k})
@@ -201,7 +201,7 @@ def test_dataset_items_are_views_of_the_memory_map(tmp_path) -> None:
 
 def test_a_corrupt_entry_is_detected_and_rebuilt(tmp_path, caplog) -> None:
     entry = build(tmp_path, workers=1)
-    with (entry.path / "features.npy").open("r+b") as handle:
+    with entry.features.files[0].open("r+b") as handle:  # the last row's shard
         handle.seek(-8, os.SEEK_END)
         handle.write(b"\xff" * 8)
     rebuilt, stats = FeatureCache(tmp_path).get_or_build({"test": "workers"}, CLIPS, work,

@@ -10,7 +10,6 @@ import pytest
 from deepfake_detect.config import compose_option
 from deepfake_detect.data import codec
 from deepfake_detect.data.cache import entry_key
-from deepfake_detect.data.datamodule import FeatureWork
 from deepfake_detect.data.distortions import (
     Distortion,
     apply,
@@ -21,6 +20,7 @@ from deepfake_detect.data.distortions import (
 from deepfake_detect.data.effects import Range, room_impulse
 from deepfake_detect.data.features import FeatureConfig, log_mel
 from deepfake_detect.data.presets import build_distortion, check_rate, distortion_preset
+from deepfake_detect.data.sets import FeatureWork
 from deepfake_detect.data.sources import SyntheticSource
 from deepfake_detect.errors import ConfigError
 from tests.helpers import legacy_distortions as legacy

@@ -36,20 +36,20 @@ def test_a_curve_decodes_each_clip_once_and_its_rows_equal_a_direct_build(
                at_strength(distortion_preset("noise"), 10.0)]
     decodes = count_decodes(monkeypatch)
     dm = tiny_dm(tmp_path / "a", store)
-    entries = dm.split_entries("test", points)
+    entries = dm.sets.split_entries("test", points)
     n_test = len(entries[0].rows)
     assert n_test >= 4 and sorted(decodes) == sorted(r["clip_id"] for r in entries[0].rows)
     direct_dm = tiny_dm(tmp_path / "b", store)
     for point, entry in zip(points, entries, strict=True):
-        direct = direct_dm.split_entry("test", point)
-        assert entry.path.name == direct.path.name  # the same cache key
+        direct = direct_dm.sets.split_entry("test", point)
+        assert entry.keys == direct.keys  # the same store keys
         assert np.array_equal(entry.features, direct.features)
         assert entry.rows == direct.rows
     decodes.clear()
-    more = dm.split_entries("test", [at_strength(distortion_preset("pitch"), 2.0)])
+    more = dm.sets.split_entries("test", [at_strength(distortion_preset("pitch"), 2.0)])
     assert decodes == [] and len(more[0].rows) == n_test  # the clean waveforms are cached
     decodes.clear()
-    assert dm.split_entries("test", points[:2])[0].path == entries[0].path
+    assert dm.sets.split_entries("test", points[:2])[0].keys == entries[0].keys
     assert decodes == []  # every entry cached: nothing decoded, not even the clean ones
 
 
