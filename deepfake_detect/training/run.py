@@ -176,11 +176,12 @@ def fit_trainer(p: Plan, run_dir: RunDir, logger: Any) -> pl.Trainer:
     checkpointing = EpochCheckpoint(dirpath=run_dir.checkpoints, filename="epoch{epoch:03d}",
                                     auto_insert_metric_name=False, save_last=True,
                                     save_top_k=2, monitor="step", mode="max")
-    callbacks: list[pl.Callback] = [checkpointing, EpochSummary()]
-    if p.eval.select != "last":
+    callbacks: list[pl.Callback] = [EpochSummary()]
+    if p.eval.select != "last":  # before last.ckpt, which carries its best score to a resume
         callbacks.append(BestCheckpoint(dirpath=run_dir.checkpoints, monitor=p.eval.select,
                                         mode=SELECT[p.eval.select], save_top_k=1,
                                         filename="best", enable_version_counter=False))
+    callbacks.append(checkpointing)
     stop = p.resolved["trainer"].get("early_stopping") or {}
     if stop.get("patience"):
         monitor = p.eval.select if p.eval.select != "last" else "val/loss"
