@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from deepfake_detect import io, tracking
 from deepfake_detect.checkpoints import ResumableMLFlowLogger
@@ -76,6 +77,9 @@ class TrackedRun:
         except BaseException as err:
             self._record_failure(err)
             tracking.set_terminated(self.uri, self.run_id, "FAILED")
+            full = io.disk_full(err, fallback=self._store_path())
+            if full is not None and full is not err:  # one line, whatever filled up
+                raise full from err
             raise
 
     def describe(self, weights: str, checkpoint: Path | None) -> None:
@@ -111,8 +115,28 @@ class TrackedRun:
 
     def log_files(self, paths: Iterable[Path], folder: str | None = None) -> None:
         for path in paths:
-            tracking.retry(lambda f=path: self.client.log_artifact(self.run_id, str(f), folder),
-                           "log artifact")
+            try:
+                tracking.retry(lambda f=path: self.client.log_artifact(self.run_id, str(f),
+                                                                       folder), "log artifact")
+            except Exception as err:
+                where = self._artifact_dir() or self._store_path()
+                full = io.disk_full(err, where, Path(path).stat().st_size)
+                if full is None:
+                    raise
+                raise full from err
+
+    def _artifact_dir(self) -> str | None:
+        """The run's local artifact folder (None for a remote artifact store)."""
+        location = self.store.artifact_location or ""
+        if location.startswith("file://"):
+            return str(Path(urlparse(location).path) / self.run_id / "artifacts")
+        return location if location and "://" not in location else None
+
+    def _store_path(self) -> str:
+        """What fills up when MLflow writes: the sqlite file, else the tracking URI."""
+        if tracking.is_local_sqlite(self.uri):
+            return str(tracking.sqlite_path(self.uri))
+        return self.uri
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Params not logged yet (a re-tested run logs the same values again: skipped)."""

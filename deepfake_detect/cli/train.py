@@ -107,6 +107,12 @@ def _hydra_main(cfg: DictConfig) -> None:
         if isinstance(err, ConfigError | UsageError | RunInProgress):  # before any work
             _drop_output_dir(hydra_cfg)
         sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
+    except Exception as err:
+        full = io.disk_full(err)  # a full disk outside the library's own writes
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        sys.exit(2)
     finally:
         release_gpu()  # joblib reuses its worker processes for later jobs
     if not worked:

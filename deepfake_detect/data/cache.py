@@ -214,7 +214,8 @@ class FeatureCache:
         """Write ``request``'s entry from its clips' ``results`` (in clip order)."""
         for stale in io.temporaries(path):  # left by a killed build (we hold the entry's lock)
             io.remove(stale)
-        with io.atomic_path(path) as tmp:
+        size = len(request.clips) * int(np.prod(request.shape)) * 4  # a full disk says it
+        with io.atomic_path(path, size) as tmp:
             tmp.mkdir()
             rows, skipped, crc = self._write_rows(tmp / "features.npy", request, results)
             listing = json.dumps({"rows": rows, "skipped": skipped}, indent=1, default=str)
