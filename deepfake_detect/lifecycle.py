@@ -75,10 +75,10 @@ class TrackedRun:
             tracking.set_terminated(self.uri, self.run_id, "KILLED")
             raise
         except BaseException as err:
-            self._record_failure(err)
+            full = io.disk_full(err, fallback=self._store_path())  # one line, whatever filled
+            self._record_failure(err, full)
             tracking.set_terminated(self.uri, self.run_id, "FAILED")
-            full = io.disk_full(err, fallback=self._store_path())
-            if full is not None and full is not err:  # one line, whatever filled up
+            if full is not None and full is not err:
                 raise full from err
             raise
 
@@ -156,11 +156,13 @@ class TrackedRun:
         tracking.set_terminated(self.uri, self.run_id, "FINISHED")
         self.run_dir.save_result(result)
 
-    def _record_failure(self, err: BaseException) -> None:
-        """The error as a tag and the traceback as an artifact (best effort)."""
+    def _record_failure(self, err: BaseException, shown: BaseException | None = None) -> None:
+        """The error (or what the user is ``shown`` for it) as a tag and the traceback as an
+        artifact (best effort: the disk may be full)."""
         text = "".join(traceback.format_exception(err))
+        said = shown or err
         try:
-            self.set_tags({"error": f"{type(err).__name__}: {err}"[:500]})
+            self.set_tags({"error": f"{type(said).__name__}: {said}"[:500]})
             path = self.run_dir.artifacts / "traceback.txt"
             io.write_text(path, text)
             self.log_files([path])
