@@ -32,7 +32,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from deepfake_detect import identity, io
+from deepfake_detect import atomic, identity
 from deepfake_detect.errors import RunInProgress
 from deepfake_detect.scaling import resolve_trainer
 
@@ -124,7 +124,7 @@ class RunDir:
         return run_id
 
     def save_run_id(self, run_id: str) -> None:
-        io.write_text(self.path / "mlflow_run_id", run_id)
+        atomic.write_text(self.path / "mlflow_run_id", run_id)
 
     def result(self) -> dict[str, Any] | None:
         if not self.result_file.is_file():
@@ -135,7 +135,7 @@ class RunDir:
             return None
 
     def save_result(self, result: Mapping[str, Any]) -> None:
-        io.write_text(self.result_file, json.dumps(result, indent=2, default=str))
+        atomic.write_text(self.result_file, json.dumps(result, indent=2, default=str))
 
     def clear_result(self) -> None:
         self.result_file.unlink(missing_ok=True)
@@ -178,7 +178,7 @@ class RunDir:
             lock.acquire()
             waited = True
         try:
-            io.write_json(self.owner_file, {
+            atomic.write_json(self.owner_file, {
                 "pid": os.getpid(), "host": socket.gethostname(),
                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:500]})
             yield waited

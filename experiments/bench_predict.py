@@ -2,7 +2,7 @@
 
 Synthesises a deterministic song (44.1 kHz stereo WAV, 3 minutes by default), saves a freshly
 initialised detector as an inference bundle for each feature preset (weights do not change
-the cost), and scores the song through :func:`deepfake_detect.inference.predict` -- the code
+the cost), and scores the song through :func:`deepfake_detect.inference.scoring.predict` -- the code
 path of the CLI -- splitting the time into decoding (read + downmix + resample), features
 (log-mel per window) and model (batched ResNet18 forward passes).
 
@@ -99,7 +99,7 @@ def make_bundle(path: Path, features: FeatureConfig) -> Path:
 
 CHILD = """
 import resource, sys
-from deepfake_detect.inference import predict
+from deepfake_detect.inference.scoring import predict
 from deepfake_detect.data import audio
 mode, model, song = sys.argv[1:4]
 if mode == "predict":
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     import torch
 
-    from deepfake_detect.inference import predict
+    from deepfake_detect.inference.scoring import predict
     from deepfake_detect.models.refs import load_model
 
     cores = os.cpu_count()

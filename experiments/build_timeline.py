@@ -91,7 +91,7 @@ def main() -> None:
     from deepfake_detect.data.datamodule import FeatureWork
     from deepfake_detect.data.features import FeatureConfig
     from deepfake_detect.data.folder import FolderSource
-    from deepfake_detect.plan import distortion_preset
+    from deepfake_detect.data.presets import distortion_preset
 
     features = FeatureConfig(**STUDY)
     with tempfile.TemporaryDirectory(prefix="build-timeline-") as tmp:

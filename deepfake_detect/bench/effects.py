@@ -12,7 +12,7 @@ from typing import Any
 from deepfake_detect.bench.clips import tone_clip
 from deepfake_detect.bench.figures import Figure
 from deepfake_detect.data.distortions import Distortion, apply, draw_params
-from deepfake_detect.plan import build_distortion
+from deepfake_detect.data.presets import build_distortion
 
 SECONDS = 10.0
 # label -> the study's form or one effect of a chain, at a typical strength

@@ -40,7 +40,7 @@ from deepfake_detect.bench.effects import effect_figures
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.cache import available_cores
 from deepfake_detect.data.features import FeatureConfig
-from deepfake_detect.plan import distortion_preset
+from deepfake_detect.data.presets import distortion_preset
 
 START = time.perf_counter()
 STUDY = {"sample_rate": 22050, "duration": 10.0, "n_fft": 2048, "hop_length": 512,
@@ -87,8 +87,8 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def run(size: Size, device: str, audio: Path | None, workdir: Path,
-        loader: dict[str, Any]) -> list:
+def run_suite(size: Size, device: str, audio: Path | None, workdir: Path,
+              loader: dict[str, Any]) -> list:
     features = FeatureConfig(**size.features)
     target = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                           else "cpu" if device == "auto" else device)

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from deepfake_detect import io
-from deepfake_detect.bench.suite import SIZES, machine, run, say, table
+from deepfake_detect import atomic
+from deepfake_detect.bench.suite import SIZES, machine, run_suite, say, table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"size {args.size} on {info['cores']} cores ({info['cpu']}); GPU: {info['gpu']}")
     with tempfile.TemporaryDirectory(prefix="deepfake-detect-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
-        rows = run(size, args.device, args.audio, workdir, loader)
+        rows = run_suite(size, args.device, args.audio, workdir, loader)
     print(table(rows))
     if args.out:
         report = {"size": args.size, "machine": info, "settings": asdict(size),
                   "figures": [asdict(row) for row in rows]}
-        io.write_text(args.out, json.dumps(report, indent=1, default=str))
+        atomic.write_text(args.out, json.dumps(report, indent=1, default=str))
     return 0

@@ -34,16 +34,23 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None
     return args
 
 
-def run(action: Callable[[], int], what: str = "the output") -> int:
-    """``action()``'s exit code; a DeepfakeDetectError or a failed write is one line on stderr
-    and exit code 2."""
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                action: Callable[[argparse.Namespace], int],
+                what: str | Callable[[argparse.Namespace], str] = "the output") -> int:
+    """What every argparse command's ``main`` does: parse ``argv`` (with console logging set
+    up), then ``action(args)``'s exit code. ``--help`` is 0 and a usage error 2 (argparse's);
+    a DeepfakeDetectError, or a failed write of ``what``, is one line on stderr and 2."""
+    args = parse(parser, argv)
+    if isinstance(args, int):
+        return args
     try:
-        return action()
+        return action(args)
     except DeepfakeDetectError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: cannot write {what}: {err}", file=sys.stderr)
+        print(f"error: cannot write {what(args) if callable(what) else what}: {err}",
+              file=sys.stderr)
         return 2
 
 

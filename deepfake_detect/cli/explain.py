@@ -19,8 +19,7 @@ from deepfake_detect.cli.common import (
     add_model_run_args,
     add_verbosity,
     check_model_run_args,
-    parse,
-    run,
+    run_command,
 )
 from deepfake_detect.explain.run import explain_model
 
@@ -49,10 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-explain``; returns the exit status."""
-    args = parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return run(lambda: _explain(args), "the explain files")
+    return run_command(build_parser(), argv, _explain, "the explain files")
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """``deepfake-detect-predict --model REF FILES...``: score audio files with a trained model.
 
 The model is a bundle file, a run directory, an MLflow run id, ``runs:/`` or ``models:/``
-(:mod:`deepfake_detect.models.refs`); scoring is :func:`deepfake_detect.inference.predict`.
+(:mod:`deepfake_detect.models.refs`); scoring is :func:`deepfake_detect.inference.scoring.predict`.
 Exit codes: 0 every file scored, 1 some could not be (their rows carry the reason), 2 usage
 errors (no inputs, model not found, bad option).
 """
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepfake_detect import io, provenance
-from deepfake_detect.cli.common import add_verbosity, parse, run
+from deepfake_detect import atomic
+from deepfake_detect.cli.common import add_verbosity, run_command
 from deepfake_detect.data.audio import AUDIO_EXTENSIONS
 from deepfake_detect.data.inputs import require_inputs
 from deepfake_detect.errors import UsageError
-from deepfake_detect.inference import (
+from deepfake_detect.inference.scoring import (
     AGGREGATES,
     DEVICES,
     FORMATS,
@@ -31,6 +31,7 @@ from deepfake_detect.inference import (
     render,
     resolve_device,
 )
+from deepfake_detect.models import provenance
 from deepfake_detect.models.refs import load_model
 
 log = logging.getLogger("deepfake_detect.cli.predict")
@@ -101,10 +102,8 @@ def output_target(output: str | None, fmt: str | None) -> tuple[str | None, str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-predict``; returns the exit status."""
-    args = parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return run(lambda: _score(args), args.output or "the output")
+    return run_command(build_parser(), argv, _score,
+                       lambda args: args.output or "the output")
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -125,7 +124,7 @@ def _score(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        io.write_text(output, text)
+        atomic.write_text(output, text)
     return summarise(rows, output, fmt)
 
 

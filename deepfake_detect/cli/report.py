@@ -1,5 +1,6 @@
 """``deepfake-detect-report``: the train × test distortion matrix of an experiment (or one
-sweep) from MLflow, as markdown, a heatmap and a summary run (:mod:`deepfake_detect.report`).
+sweep) from MLflow, as markdown, a heatmap and a summary run
+(:mod:`deepfake_detect.reporting.report`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepfake_detect import tracking
-from deepfake_detect.cli.common import add_verbosity, parse, run
-from deepfake_detect.comparison import comparison_markdown
-from deepfake_detect.report import DEFAULT_METRICS, report
+from deepfake_detect.cli.common import add_verbosity, run_command
+from deepfake_detect.reporting.comparison import comparison_markdown
+from deepfake_detect.reporting.report import DEFAULT_METRICS, report
 
 log = logging.getLogger("deepfake_detect.cli.report")
 
@@ -45,10 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-report``; returns the exit status."""
-    args = parse(build_parser(), argv)
-    if isinstance(args, int):
-        return args
-    return run(lambda: _report(args), "the report")
+    return run_command(build_parser(), argv, _report, "the report")
 
 
 def _report(args: argparse.Namespace) -> int:

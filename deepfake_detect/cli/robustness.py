@@ -1,5 +1,6 @@
 """``deepfake-detect-robustness --model REF --distortion NAME --values V1,V2,... [overrides]``:
-a robustness curve of any trained model, without retraining (:mod:`deepfake_detect.robustness`).
+a robustness curve of any trained model, without retraining
+(:mod:`deepfake_detect.evaluation.robustness_run`).
 
 The model is anything ``deepfake-detect-predict`` takes. The test clips come from
 ``conf/train.yaml`` composed with Hydra-style overrides (``experiment=quickstart``,
@@ -18,8 +19,7 @@ from deepfake_detect.cli.common import (
     add_model_run_args,
     add_verbosity,
     check_model_run_args,
-    parse,
-    run,
+    run_command,
 )
 from deepfake_detect.errors import UsageError
 
@@ -80,14 +80,12 @@ def join_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``deepfake-detect-robustness``; returns the exit status."""
-    args = parse(build_parser(), join_values(sys.argv[1:] if argv is None else argv))
-    if isinstance(args, int):
-        return args
-    return run(lambda: _robustness(args), "the robustness files")
+    argv = join_values(sys.argv[1:] if argv is None else argv)
+    return run_command(build_parser(), argv, _robustness, "the robustness files")
 
 
 def _robustness(args: argparse.Namespace) -> int:
-    from deepfake_detect.robustness import robustness_model
+    from deepfake_detect.evaluation.robustness_run import robustness_model
 
     check_model_run_args(args)
     if args.n_boot < 10:

@@ -1,6 +1,6 @@
 """``deepfake-detect-train [overrides]``: Hydra composes ``conf/train.yaml``; each job trains
-and tests one configuration (:func:`deepfake_detect.training.train`), or a chain of them
-(:func:`deepfake_detect.iterative.train_iterative` when ``iterative.stages`` is set).
+and tests one configuration (:func:`deepfake_detect.training.run.train`), or a chain of them
+(:func:`deepfake_detect.training.iterative.train_iterative` when ``iterative.stages`` is set).
 
 A finished configuration prints its stored results without importing the training stack
 (a re-run sweep skips its finished jobs in well under a second each, after importing MLflow
@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detect import console, io
+from deepfake_detect import atomic, console
 from deepfake_detect.config import conf_dir, to_plain
 from deepfake_detect.errors import (
     ConfigError,
@@ -40,7 +40,7 @@ from deepfake_detect.errors import (
     UsageError,
 )
 from deepfake_detect.scaling import prepare_sweep_job, release_gpu
-from deepfake_detect.summary import finished_run
+from deepfake_detect.training.summary import finished_run
 
 log = logging.getLogger("deepfake_detect.cli.train")
 VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
@@ -75,7 +75,7 @@ class CheckOutputs(Callback):
         checks = [("paths.root", OmegaConf.select(config, "paths.root")),
                   (output_key, OmegaConf.select(config, output_key))]
         for key, value in checks:
-            problem = io.unwritable(Path(str(value)).expanduser()) if value else None
+            problem = atomic.unwritable(Path(str(value)).expanduser()) if value else None
             if problem:
                 print(f"error: {ConfigError(key, problem)}", file=sys.stderr)
                 sys.exit(2)
@@ -108,7 +108,7 @@ def _hydra_main(cfg: DictConfig) -> None:
             _drop_output_dir(hydra_cfg)
         sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
     except Exception as err:
-        full = io.disk_full(err)  # a full disk outside the library's own writes
+        full = atomic.disk_full(err)  # a full disk outside the library's own writes
         if full is None:
             raise
         print(f"error: {full}", file=sys.stderr)
@@ -125,8 +125,8 @@ def _job(cfg: DictConfig) -> bool:
     if finished_run(resolved) is not None:
         return False
     console.release_lightning_handlers()
-    from deepfake_detect.iterative import is_iterative, train_iterative  # the training stack
-    from deepfake_detect.training import train
+    from deepfake_detect.training.iterative import is_iterative, train_iterative
+    from deepfake_detect.training.run import train
 
     if is_iterative(resolved):
         train_iterative(resolved)

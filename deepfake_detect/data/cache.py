@@ -28,7 +28,7 @@ from filelock import FileLock
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from deepfake_detect import io
+from deepfake_detect import atomic
 from deepfake_detect.data.audio import AudioError
 from deepfake_detect.data.clips import Clip
 
@@ -212,10 +212,10 @@ class FeatureCache:
 
     def _build(self, path: Path, request: Request, results: Iterator[Result]) -> None:
         """Write ``request``'s entry from its clips' ``results`` (in clip order)."""
-        for stale in io.temporaries(path):  # left by a killed build (we hold the entry's lock)
-            io.remove(stale)
+        for stale in atomic.temporaries(path):  # left by a killed build (we hold the entry's lock)
+            atomic.remove(stale)
         size = len(request.clips) * int(np.prod(request.shape)) * 4  # a full disk says it
-        with io.atomic_path(path, size) as tmp:
+        with atomic.atomic_path(path, size) as tmp:
             tmp.mkdir()
             rows, skipped, crc = self._write_rows(tmp / "features.npy", request, results)
             listing = json.dumps({"rows": rows, "skipped": skipped}, indent=1, default=str)

@@ -5,7 +5,7 @@ librosa 0.11's ``melspectrogram`` defaults are reproduced: a centred STFT padded
 mel filterbank of ``librosa.filters.mel`` (held as a buffer, so it is the very same matrix),
 and ``power_to_db`` with ``amin=1e-10``, ``ref`` the clip's maximum (``db_ref: max``) or 1.0,
 and the per-clip ``top_db`` floor. It runs on whatever device its buffers live on, so the
-training device can compute features from cached waveforms; ``tests/test_torch_mel.py``
+training device can compute features from cached waveforms; ``tests/unit/data/test_torch_mel.py``
 checks it against librosa on real audio (tolerance stated there and in docs/DESIGN.md).
 """
 
@@ -18,8 +18,9 @@ from torch import nn
 from deepfake_detect.data.features import FeatureConfig
 
 AMIN = 1e-10
-# Parity with librosa that tests/test_torch_mel.py checks on real audio (float32, every cell,
-# dB): the measured maximum is ~0.005 dB (absolute reference, no floor), 0.001 dB typical.
+# Parity with librosa that tests/unit/data/test_torch_mel.py checks on real audio (float32,
+# every cell, dB): the measured maximum is ~0.005 dB (absolute reference, no floor), 0.001 dB
+# typical.
 PARITY_DB = 0.01
 
 

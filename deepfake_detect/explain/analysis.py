@@ -5,7 +5,7 @@ example maps; files ``occlusion_<name>.{csv,json,png}``, ``saliency_<name>.{json
 from __future__ import annotations
 
 import csv
-import io as text_io
+import io
 import logging
 import time
 from collections.abc import Mapping
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfake_detect import io
+from deepfake_detect import atomic
 from deepfake_detect.config import build, one_of, require
 from deepfake_detect.data.features import FeatureConfig
 from deepfake_detect.explain import occlusion as occ
@@ -159,18 +159,18 @@ def _write_occlusion(result: occ.Occlusion, rows: list[dict[str, Any]],
     """The occlusion CSV, JSON and PNG, and the band with the largest AUROC drop."""
     table = occ.table(result, feature_cfg, _groups(rows, result.labels))
     summary = {k: v for k, v in result.metrics().items() if k in ("n", "auroc", "accuracy")}
-    buffer = text_io.StringIO()
+    buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(table[0]), lineterminator="\r\n")
     writer.writeheader()
     writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
                      for r in table)
-    csv_path = io.write_text(out_dir / f"occlusion_{name}.csv", buffer.getvalue())
+    csv_path = atomic.write_text(out_dir / f"occlusion_{name}.csv", buffer.getvalue())
     payload = {"test_set": name, "threshold": result.threshold, "unmasked": summary,
                "mask": cfg.mask, "band_width": cfg.band_width, "stride": cfg.stride,
                "features": feature_cfg.as_dict(), "peak_auroc_drop": occ.peak(table),
                "peak_accuracy_drop": occ.peak(table, "accuracy_drop"), "bands": table}
     title = f"band occlusion, test set '{name}' ({cfg.band_width}-bin bands, mask {cfg.mask})"
-    return [csv_path, io.write_json(out_dir / f"occlusion_{name}.json", payload),
+    return [csv_path, atomic.write_json(out_dir / f"occlusion_{name}.json", payload),
             plots.plot_occlusion(table, summary, title, out_dir / f"occlusion_{name}.png")
             ], payload["peak_auroc_drop"]
 
@@ -188,7 +188,7 @@ def _write_saliency(maps: np.ndarray, x: torch.Tensor, rows: list[dict[str, Any]
                "groups": {g: {"n": p["n"], "mel": p["mel"].tolist(), "time": p["time"].tolist()}
                           for g, p in profiles.items()},
                "config": asdict(cfg)}
-    files = [io.write_json(out_dir / f"saliency_{name}.json", payload),
+    files = [atomic.write_json(out_dir / f"saliency_{name}.json", payload),
              plots.plot_saliency(profiles, hz, seconds, f"{method}, test set '{name}'",
                                  out_dir / f"saliency_{name}.png")]
     if cfg.n_examples:

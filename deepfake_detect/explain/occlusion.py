@@ -17,7 +17,7 @@ from torchmetrics.functional import classification as C
 
 from deepfake_detect.data.features import FeatureConfig
 
-Scorer = Callable[[torch.Tensor], torch.Tensor]  # (N, 1, n_mels, frames) dB -> P(AI), (N,)
+ScoreMels = Callable[[torch.Tensor], torch.Tensor]  # (N, 1, n_mels, frames) dB -> P(AI), (N,)
 
 
 def bands(n_mels: int, width: int, stride: int) -> list[tuple[int, int]]:
@@ -93,7 +93,7 @@ class Occlusion:
 
 
 @torch.no_grad()
-def occlude(score: Scorer, x: torch.Tensor, labels: np.ndarray, band_list: list[tuple[int, int]],
+def occlude(score: ScoreMels, x: torch.Tensor, labels: np.ndarray, band_list: list[tuple[int, int]],
             fill: float | torch.Tensor, threshold: float = 0.5,
             batch_size: int = 32) -> Occlusion:
     """Score ``x`` (N, 1, n_mels, frames, in dB) unmasked and with each band set to ``fill``

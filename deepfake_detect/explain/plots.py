@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfake_detect import io
+from deepfake_detect import atomic
 
 
 def _pyplot():
@@ -33,7 +33,7 @@ def _mel_axis(ax: Any, fmax: float) -> None:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    return io.save_figure(fig, path)
+    return atomic.save_figure(fig, path)
 
 
 def plot_occlusion(rows: list[dict[str, Any]], summary: dict[str, Any], title: str,

@@ -14,10 +14,11 @@ from deepfake_detect import tracking
 from deepfake_detect.config import build
 from deepfake_detect.data.datamodule import AudioDataModule
 from deepfake_detect.data.distortions import Distortion
+from deepfake_detect.data.presets import build_distortion, distortion_preset
+from deepfake_detect.evaluation.model_job import model_job
 from deepfake_detect.explain.analysis import ExplainConfig, explain_test_set
-from deepfake_detect.inference import resolve_device
-from deepfake_detect.models.refs import load_model, model_job
-from deepfake_detect.plan import build_distortion, distortion_preset
+from deepfake_detect.inference.scoring import resolve_device
+from deepfake_detect.models.refs import load_model
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from deepfake_detect import LABEL_NAMES, io
+from deepfake_detect import LABEL_NAMES, atomic
 from deepfake_detect.errors import DeepfakeDetectError
 from deepfake_detect.models.detector import Detector
 from deepfake_detect.models.resnet import torch_file_problem
@@ -39,7 +39,7 @@ def save_bundle(path: Path, model: Detector, threshold: float, threshold_rule: s
         "score": "P(AI-generated)",
         **plain(extra or {}),
     }
-    return io.save_torch(path, payload)
+    return atomic.save_torch(path, payload)
 
 
 def read_bundle(path: str | Path) -> dict[str, Any]:

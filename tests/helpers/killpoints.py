@@ -18,8 +18,8 @@ import signal
 import time
 from collections.abc import Callable
 
-from deepfake_detect import checkpoints
 from deepfake_detect.models import detector
+from deepfake_detect.training import checkpoints
 
 
 def _die() -> None:

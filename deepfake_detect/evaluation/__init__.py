@@ -1,0 +1,1 @@
+"""Evaluate: threshold, test sets, metrics, intervals, file level, baselines, robustness."""

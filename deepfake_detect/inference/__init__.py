@@ -1,0 +1,1 @@
+"""Use a trained model: score files with it (``deepfake-detect-predict``)."""
