@@ -54,6 +54,7 @@ def runs(result_or_root) -> list:
 # --- 2: a failed checkpoint write keeps the selection ----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failing", ["best"])  # last.ckpt: on a real full disk below
 def test_a_failed_checkpoint_write_keeps_the_selection_and_the_rerun_selects_the_same(
         make_cfg, monkeypatch, caplog, tmp_path, failing) -> None:
@@ -117,6 +118,7 @@ def test_atomic_writes_on_a_full_disk_name_the_path_and_the_space(tmp_path, monk
     assert isinstance(atomic.disk_full(sqlite, fallback=tmp_path / "mlflow.db"), DiskFull)
 
 
+@pytest.mark.slow
 def test_the_train_command_says_disk_full_in_one_line(tmp_path) -> None:
     """A write filling the disk outside the library's own writers: one line, exit 2."""
     script = ("import errno, os\n"
@@ -208,6 +210,7 @@ def test_checkpoints_and_artifacts_on_a_full_disk_fail_the_run_and_the_rerun_res
 # --- 4: an OS error on one file is that file's reason ----------------------------------------
 
 
+@pytest.mark.slow
 def test_a_five_thousand_character_path_is_a_skipped_file_with_its_reason(make_cfg,
                                                                           tmp_path) -> None:
     """Name too long (and a symbolic link loop) in a manifest: skipped with the reason,
