@@ -45,6 +45,7 @@ def test_rows_on_the_device_are_the_memory_mapped_rows(make_cfg, tmp_path) -> No
             assert torch.equal(y, expected[1]) and torch.equal(index, expected[2])
 
 
+@pytest.mark.slow  # trains twice per precision through train(cfg)
 @pytest.mark.parametrize("precision", ["32-true", "64-true"])
 def test_training_with_rows_on_the_device_gives_the_same_numbers(make_cfg, tmp_path,
                                                                  precision) -> None:
