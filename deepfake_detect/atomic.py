@@ -7,6 +7,7 @@ use the same :func:`atomic_path`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,19 +20,95 @@ from typing import Any
 TMP_MARK = ".tmp-"
 
 
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+NO_SPACE_TEXT = ("no space left on device", "database or disk is full", "disk quota exceeded")
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, size: int | None = None) -> Iterator[Path]:
     """A temporary sibling of ``path`` to write (a file or a folder); renamed over ``path``
-    when the block succeeds, removed when it fails."""
+    when the block succeeds, removed when it fails. A full disk raises
+    :class:`~deepfake_detect.errors.DiskFull` naming ``path``, the space free there and the
+    space needed (``size`` when the caller knows it, else what had been written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        written = _bytes_in(tmp)
         remove(tmp)
+        full = disk_full(err, path, max(size or 0, written))
+        if full is not None and full is not err:
+            raise full from err
         raise
+
+
+def no_space(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from or while handling, says the disk (or
+    a quota, or a sqlite store) is full: torch's zip writer, MLflow and SQLAlchemy wrap it."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [err]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in NO_SPACE:
+            return True
+        if any(text in str(current).lower() for text in NO_SPACE_TEXT):
+            return True
+        stack += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
+
+
+def disk_full(err: BaseException, path: str | os.PathLike | None = None,
+              needed: int | None = None, fallback: str | os.PathLike | None = None
+              ) -> Exception | None:
+    """``err`` as a one-line :class:`~deepfake_detect.errors.DiskFull` when it comes from a
+    full disk (``err`` itself if it already is one), else None. The path is ``path``, else
+    the file the OS error names, else ``fallback``."""
+    from deepfake_detect.errors import DiskFull
+
+    if isinstance(err, DiskFull):
+        return err
+    if not no_space(err):
+        return None
+    where = path if path is not None else (_named_file(err) or fallback)
+    return DiskFull(str(where or "?"), free_bytes(where) if where else None, needed or None)
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Bytes free to an unprivileged writer on the file system of ``path`` (or of its
+    nearest existing parent)."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        stats = os.statvfs(probe)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _named_file(err: BaseException) -> str | None:
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, OSError) and current.filename:
+            return str(current.filename)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _bytes_in(path: Path) -> int:
+    """Bytes in a file or a folder's files (0 if absent)."""
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size if path.exists() else 0
+    except OSError:
+        return 0
 
 
 def temporaries(path: str | os.PathLike) -> list[Path]:
@@ -92,14 +169,14 @@ def remove(path: Path) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, len(text)) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, len(data)) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
@@ -113,8 +190,33 @@ def save_torch(path: str | os.PathLike, payload: Any) -> Path:
     """``torch.save`` atomically."""
     import torch
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(path, _tensor_bytes(payload)) as tmp, open(tmp, "wb") as handle:
         torch.save(payload, handle)
+    return Path(path)
+
+
+def _tensor_bytes(payload: Any) -> int:
+    """Bytes of the tensors in a (nested) payload: about what ``torch.save`` writes."""
+    import torch
+
+    if isinstance(payload, torch.Tensor):
+        return payload.nelement() * payload.element_size()
+    if isinstance(payload, dict):
+        return sum(_tensor_bytes(v) for v in payload.values())
+    if isinstance(payload, list | tuple):
+        return sum(_tensor_bytes(v) for v in payload)
+    return 0
+
+
+def link_or_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` becomes ``source``'s content atomically: a hard link where the file system
+    allows one (no second copy; replacing ``source`` later by a rename leaves ``path``
+    alone), else a copy."""
+    with atomic_path(path) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
     return Path(path)
 
 

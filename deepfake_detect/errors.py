@@ -50,3 +50,22 @@ class RunInProgress(DeepfakeDetectError):
 
 class StoreError(DeepfakeDetectError):
     """The MLflow tracking store cannot be used: unreachable, or the login is refused."""
+
+
+class DiskFull(DeepfakeDetectError):
+    """No space left on the device a file was being written to (``ENOSPC``, a quota, a full
+    sqlite store): the path, the space free there and about how much the write needed."""
+
+    def __init__(self, path: str, free: int | None, needed: int | None):
+        self.path, self.free, self.needed = path, free, needed
+        room = f"{_size(free)} free there" if free is not None else "free space unknown"
+        need = f", about {_size(needed)} needed" if needed else ""
+        super().__init__(f"disk full writing {path} ({room}{need}); free some space and run "
+                         "the same command again: it resumes where it stopped")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"

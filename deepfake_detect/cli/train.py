@@ -116,6 +116,12 @@ def _hydra_main(cfg: DictConfig) -> None:
                            f"{err}")
             return
         sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
+    except Exception as err:
+        full = atomic.disk_full(err)  # a full disk outside the library's own writes
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        sys.exit(2)
     finally:
         release_gpu()  # joblib reuses its worker processes for later jobs
     if not worked:
@@ -141,10 +147,7 @@ def _job(cfg: DictConfig) -> bool:
     if finished_run(resolved) is not None:
         return False
     console.release_lightning_handlers()
-    from deepfake_detect.training.iterative import (  # the training stack
-        is_iterative,
-        train_iterative,
-    )
+    from deepfake_detect.training.iterative import is_iterative, train_iterative
     from deepfake_detect.training.run import train
 
     if is_iterative(resolved):

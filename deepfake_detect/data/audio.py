@@ -15,6 +15,7 @@ warning (the audio that is there is sound); a decoder error on the way is a skip
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import librosa
@@ -118,18 +120,35 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def os_reason(err: OSError, path: str | Path) -> str:
+    """A one-line reason for an OS error met on ``path``, whatever its kind."""
+    name = str(path)
+    reasons = {
+        errno.ENOENT: f"file not found: {_shown(name)}",
+        errno.ENAMETOOLONG: f"file name too long ({len(name)} characters): {_shown(name)}",
+        errno.ELOOP: f"symbolic link loop: {_shown(name)}",
+        errno.ENOTDIR: f"a part of the path is not a folder: {_shown(name)}",
+        errno.EACCES: "permission denied (a folder on the file's path cannot be searched)",
+        errno.EPERM: "permission denied (a folder on the file's path cannot be searched)",
+        errno.EIO: "I/O error reading the file (a failing disk or network share?)",
+    }
+    return reasons.get(err.errno, f"cannot read the file ({_one_line(err)})")
+
+
+def _shown(name: str, keep: int = 200) -> str:
+    """A path fit for one line: very long ones keep their start and end."""
+    return name if len(name) <= keep else f"{name[:keep // 2]}…{name[-keep // 2:]}"
+
+
 def _head(path: Path) -> bytes:
     """The file's first bytes, after the checks a user can act on (exists, is a file, is not
-    empty, may be read)."""
+    empty, may be read); every OS error is an AudioError with its reason."""
     try:
         stat = path.stat()
-    except FileNotFoundError:
-        raise AudioError(f"file not found: {path}") from None
-    except PermissionError:
-        raise AudioError("permission denied (a folder on the file's path cannot be "
-                         "searched)") from None
-    if not path.is_file():
-        raise AudioError(f"not a file: {path}")
+    except OSError as err:
+        raise AudioError(os_reason(err, path)) from None
+    if not S_ISREG(stat.st_mode):
+        raise AudioError(f"not a file: {_shown(str(path))}")
     if stat.st_size == 0:
         raise AudioError("empty file (0 bytes)")
     try:
@@ -138,7 +157,7 @@ def _head(path: Path) -> bytes:
     except PermissionError:
         raise AudioError("permission denied (the file cannot be read)") from None
     except OSError as err:
-        raise AudioError(f"cannot read the file ({_one_line(err)})") from None
+        raise AudioError(os_reason(err, path)) from None
 
 
 def not_audio(head: bytes) -> str | None:
@@ -288,9 +307,12 @@ def _opened(path: Path, probe: bool = True) -> Iterator[tuple[Any, AudioInfo]]:
     except Exception as err:  # noqa: BLE001 - libsndfile raises several types
         raise _NotSoundfile(not_audio(head), _one_line(err)) from err
     with handle:
-        _check_header(handle)
-        frames = _decodable(handle, path) if probe else int(handle.frames)
-        yield handle, AudioInfo(int(handle.samplerate), int(handle.channels), frames)
+        try:
+            _check_header(handle)
+            frames = _decodable(handle, path) if probe else int(handle.frames)
+            yield handle, AudioInfo(int(handle.samplerate), int(handle.channels), frames)
+        except OSError as err:  # a failing disk or share mid-read: this file's reason
+            raise AudioError(os_reason(err, path)) from err
 
 
 class _NotSoundfile(Exception):

@@ -9,6 +9,7 @@ audio is decoded; unusable files become skipped clips (``audio.AudioError``) at 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -114,17 +115,45 @@ def audio_files(folder: Path, extensions: tuple[str, ...],
         else:
             problems.append({"path": where, "reason": reason})
 
-    seen: set[str] = set()
+    def problem(path: str, reason: str) -> None:
+        if problems is None:
+            log.warning("%s: %s", path, reason)
+        else:
+            problems.append({"path": path, "reason": reason})
+
+    seen: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unlisted):
         real = os.path.realpath(dirpath)
-        if real in seen:  # a symlink loop
+        if real in seen:  # listed already: a loop back up, or a second link to one folder
             dirnames[:] = []
+            parent = os.path.realpath(os.path.dirname(dirpath))
+            if os.path.join(parent, "").startswith(os.path.join(real, "")):
+                problem(dirpath, f"symbolic link loop (back to {seen[real]}): not followed")
+            else:
+                log.debug("%s: the same folder as %s, listed once", dirpath, seen[real])
             continue
-        seen.add(real)
+        seen[real] = dirpath
         dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
         for name in sorted(filenames):
             if not is_ignored(name) and name.lower().endswith(extensions):
-                yield Path(dirpath) / name
+                path = Path(dirpath) / name
+                if path.is_symlink() and not path.exists():
+                    reason = _dangling(path)
+                    if reason:
+                        problem(str(path), reason)
+                        continue
+                yield path
+
+
+def _dangling(path: Path) -> str | None:
+    """Why a symbolic link leads to no file: a loop; None for a plain missing target (the
+    file is listed, and reported when it is read, as any missing file)."""
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop: the link leads back to itself, left out"
+    return None
 
 
 def open_listing(path: Path, what: str) -> IO[str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_detect.data.audio import AUDIO_EXTENSIONS
+from deepfake_detect.data.audio import AUDIO_EXTENSIONS, os_reason
 from deepfake_detect.data.files import audio_files
 from deepfake_detect.errors import UsageError
 
@@ -47,8 +47,11 @@ def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Item]:
         except PermissionError:
             add(str(path), "permission denied (a folder on its path cannot be searched)")
             continue
-        except OSError:
+        except FileNotFoundError:
             pass  # not there: a glob, or a missing file
+        except OSError as err:  # a symbolic link loop, a name too long, an I/O error
+            add(str(path), os_reason(err, path))
+            continue
         if path.is_dir():
             found = list(audio_files(path, AUDIO_EXTENSIONS, problems))
             if not found and not problems:

@@ -14,13 +14,16 @@ A job can die anywhere, so two things must line up on resume:
 from __future__ import annotations
 
 import logging
+import math
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
 from deepfake_detect import atomic
@@ -93,7 +96,8 @@ def prune_checkpoints(directory: Path, policy: str) -> list[Path]:
 
 
 class EpochCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that sends the epoch's training metrics to the loggers before saving.
+    """ModelCheckpoint that sends the epoch's training metrics to the loggers before saving,
+    and hands each ``last.ckpt`` it writes to model selection (:class:`BestCheckpoint`).
 
     Lightning saves the end-of-epoch checkpoint first and logs the epoch's training metrics
     afterwards, so a job killed in between resumes after that epoch and its ``train/*`` values
@@ -105,11 +109,116 @@ class EpochCheckpoint(ModelCheckpoint):
         _log_train_epoch_metrics(trainer)
         super().on_train_epoch_end(trainer, pl_module)
 
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        for callback in trainer.callbacks:
+            if isinstance(callback, BestCheckpoint) and self.last_model_path:
+                callback.commit(trainer, Path(self.last_model_path))
 
-class BestCheckpoint(ModelCheckpoint):
-    """The best epoch on a validation metric (``eval.select``), kept as ``best.ckpt`` (its
-    ``epoch`` inside); its path and score travel in ``last.ckpt``, so they survive a kill and
-    a resume."""
+
+class BestCheckpoint(Callback):
+    """Model selection on a validation metric (``eval.select``) that no kill changes.
+
+    Lightning's own ModelCheckpoint updated its best score *after* ``last.ckpt`` had been
+    written with the old one, so a job killed after an improving epoch resumed without it and
+    selected another epoch. Here the decision is made at validation end, before the epoch's
+    checkpoints are written, so ``last.ckpt`` carries it (score, epoch and step are this
+    callback's state); then ``best.ckpt`` becomes a hard link to (or a copy of) that
+    ``last.ckpt``. A job killed or failed between the two resumes from a ``last.ckpt`` that
+    names itself the best, and the link is made again before training goes on. Ties keep the
+    earlier epoch; values that are not finite never count.
+    """
+
+    FILE = "best.ckpt"
+
+    def __init__(self, dirpath: str | Path, monitor: str, mode: str):
+        self.dirpath, self.monitor, self.mode = Path(dirpath), monitor, mode
+        self.score: float | None = None
+        self.epoch: int | None = None  # 0-based, as Lightning counts
+        self.step: int | None = None
+        self.validations = 0  # validations seen (restored ones included), for the messages
+        self._pending = False
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / self.FILE
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "score": self.score,
+                "epoch": self.epoch, "step": self.step, "validations": self.validations}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if (state_dict.get("monitor"), state_dict.get("mode")) != (self.monitor, self.mode):
+            return
+        self.score, self.epoch = state_dict.get("score"), state_dict.get("epoch")
+        self.step, self.validations = state_dict.get("step"), state_dict.get("validations", 0)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        """Resuming from the checkpoint that is the best: make ``best.ckpt`` that file again
+        (the job that wrote it may have died before linking it)."""
+        state = (checkpoint.get("callbacks") or {}).get(self.state_key) or {}
+        resumed = trainer.ckpt_path
+        if (resumed and trainer.is_global_zero and state.get("step") is not None
+                and state.get("step") == checkpoint.get("global_step")
+                and state.get("epoch") == checkpoint.get("epoch")):
+            _link_best(Path(resumed), self.path)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        value = float(value) if value is not None else math.nan
+        value = trainer.strategy.broadcast(value, src=0)  # rank 0's metric decides
+        self.validations += 1
+        if math.isfinite(value) and (self.score is None or self._better(value, self.score)):
+            self.score, self.epoch, self.step = value, trainer.current_epoch, trainer.global_step
+            self._pending = True
+
+    def _better(self, value: float, than: float) -> bool:
+        return value < than if self.mode == "min" else value > than
+
+    def commit(self, trainer, written: Path) -> None:
+        """``written`` (a ``last.ckpt``) was just saved: link it as ``best.ckpt`` when it holds
+        the epoch just chosen."""
+        if self._pending and trainer.global_step == self.step:
+            self._pending = False
+            if trainer.is_global_zero:
+                _link_best(written, self.path)
+
+    def load(self) -> tuple[dict[str, Any] | None, str]:
+        """The checkpoint of the recorded best epoch, and where it came from; ``best.ckpt``
+        first, else any checkpoint of the run folder holding that epoch (then linked as
+        ``best.ckpt``). None and the reason when none holds it."""
+        files = [self.path, *sorted(p for p in self.dirpath.glob("*.ckpt") if p != self.path)]
+        found: list[str] = []
+        for path in files:
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as err:  # noqa: BLE001 - a damaged file is just not a candidate
+                found.append(f"{path.name}: unreadable ({type(err).__name__})")
+                continue
+            if (checkpoint.get("epoch"), checkpoint.get("global_step")) == (self.epoch,
+                                                                             self.step):
+                if path != self.path:
+                    _link_best(path, self.path)
+                return checkpoint, str(path)
+            epoch = checkpoint.get("epoch")
+            found.append(f"{path.name} holds epoch {epoch + 1 if isinstance(epoch, int) else '?'}")
+        return None, "; ".join(found) or f"no checkpoint in {self.dirpath}"
+
+
+def _link_best(source: Path, best: Path) -> None:
+    """``best`` becomes ``source``'s content, atomically (a hard link where the file system
+    has them: no second copy of the weights, and the next ``last.ckpt`` replaces its own
+    name only)."""
+    if best.exists() and os.path.samefile(source, best):
+        return
+    atomic.link_or_copy(source, best)
+    log.debug("best checkpoint: %s (from %s)", best, source.name)
 
 
 def _log_train_epoch_metrics(trainer) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from deepfake_detect import atomic, tracking
 from deepfake_detect.runs import RunDir
@@ -88,8 +89,11 @@ class TrackedRun:
             tracking.set_terminated(self.uri, self.run_id, "KILLED")
             raise
         except BaseException as err:
-            self._record_failure(err)
+            full = atomic.disk_full(err, fallback=self._store_path())  # one line, whatever filled
+            self._record_failure(err, full)
             tracking.set_terminated(self.uri, self.run_id, "FAILED")
+            if full is not None and full is not err:
+                raise full from err
             raise
 
     def describe(self, weights: str, checkpoint: Path | None) -> None:
@@ -141,8 +145,28 @@ class TrackedRun:
 
     def log_files(self, paths: Iterable[Path], folder: str | None = None) -> None:
         for path in paths:
-            tracking.retry(lambda f=path: self.client.log_artifact(self.run_id, str(f), folder),
-                           "log artifact")
+            try:
+                tracking.retry(lambda f=path: self.client.log_artifact(self.run_id, str(f),
+                                                                       folder), "log artifact")
+            except Exception as err:
+                where = self._artifact_dir() or self._store_path()
+                full = atomic.disk_full(err, where, Path(path).stat().st_size)
+                if full is None:
+                    raise
+                raise full from err
+
+    def _artifact_dir(self) -> str | None:
+        """The run's local artifact folder (None for a remote artifact store)."""
+        location = self.store.artifact_location or ""
+        if location.startswith("file://"):
+            return str(Path(urlparse(location).path) / self.run_id / "artifacts")
+        return location if location and "://" not in location else None
+
+    def _store_path(self) -> str:
+        """What fills up when MLflow writes: the sqlite file, else the tracking URI."""
+        if tracking.is_local_sqlite(self.uri):
+            return str(tracking.sqlite_path(self.uri))
+        return self.uri
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Params not logged yet (a re-tested run logs the same values again: skipped)."""
@@ -162,11 +186,13 @@ class TrackedRun:
         tracking.set_terminated(self.uri, self.run_id, "FINISHED")
         self.run_dir.save_result(result)
 
-    def _record_failure(self, err: BaseException) -> None:
-        """The error as a tag and the traceback as an artifact (best effort)."""
+    def _record_failure(self, err: BaseException, shown: BaseException | None = None) -> None:
+        """The error (or what the user is ``shown`` for it) as a tag and the traceback as an
+        artifact (best effort: the disk may be full)."""
         text = "".join(traceback.format_exception(err))
+        said = shown or err
         try:
-            self.set_tags({"error": f"{type(err).__name__}: {err}"[:500]})
+            self.set_tags({"error": f"{type(said).__name__}: {said}"[:500]})
             path = self.run_dir.artifacts / "traceback.txt"
             atomic.write_text(path, text)
             self.log_files([path])

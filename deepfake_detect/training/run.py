@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -173,15 +172,14 @@ def fit_trainer(p: Plan, run_dir: RunDir, logger: Any) -> pl.Trainer:
     """The training Trainer, the same in every DDP process (their callbacks synchronise):
     the latest epochs' checkpoints (resume), the best one on ``eval.select``, early stopping
     when ``trainer.early_stopping.patience`` is set."""
+    callbacks: list[pl.Callback] = []
+    if p.eval.select != "last":  # decides before the epoch's checkpoints are written
+        callbacks.append(BestCheckpoint(run_dir.checkpoints, p.eval.select,
+                                        SELECT[p.eval.select]))
     checkpointing = EpochCheckpoint(dirpath=run_dir.checkpoints, filename="epoch{epoch:03d}",
                                     auto_insert_metric_name=False, save_last=True,
                                     save_top_k=2, monitor="step", mode="max")
-    callbacks: list[pl.Callback] = [EpochSummary()]
-    if p.eval.select != "last":  # before last.ckpt, which carries its best score to a resume
-        callbacks.append(BestCheckpoint(dirpath=run_dir.checkpoints, monitor=p.eval.select,
-                                        mode=SELECT[p.eval.select], save_top_k=1,
-                                        filename="best", enable_version_counter=False))
-    callbacks.append(checkpointing)
+    callbacks += [checkpointing, EpochSummary()]
     stop = p.resolved["trainer"].get("early_stopping") or {}
     if stop.get("patience"):
         monitor = p.eval.select if p.eval.select != "last" else "val/loss"
@@ -202,18 +200,23 @@ def select(p: Plan, trainer: pl.Trainer, model: Detector) -> dict[str, Any]:
     if p.eval.select == "last":
         return last
     best = next(c for c in trainer.callbacks if isinstance(c, BestCheckpoint))
-    score = best.best_model_score
-    if not best.best_model_path or score is None or not math.isfinite(float(score)):
-        log.warning("%s was never defined (does the validation set hold both classes?); "
-                    "the last epoch is packaged", p.eval.select)
+    if best.score is None:
+        log.warning("%s was never defined in %d validation(s) (does the validation set hold "
+                    "both classes?); the last epoch is packaged", p.eval.select,
+                    best.validations)
         return {**last, "selection": f"last epoch ({p.eval.select} undefined)"}
-    checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    checkpoint, found = best.load()
+    if checkpoint is None:
+        log.warning("the checkpoint of epoch %d (best %s %.4f) is gone (%s); the last epoch "
+                    "is packaged", best.epoch + 1, p.eval.select, best.score, found)
+        return {**last, "selection": f"last epoch (checkpoint of best epoch {best.epoch + 1} "
+                                     "lost)"}
     model.load_state_dict(checkpoint["state_dict"])
-    epoch = int(checkpoint["epoch"]) + 1
+    epoch = best.epoch + 1
     log.info("selected epoch %d of %d on %s = %.4f", epoch, trainer.current_epoch,
-             p.eval.select, float(score))
-    return {"selected_epoch": epoch, "selection": f"best {p.eval.select} {float(score):.4f}",
-            "selected_score": float(score)}
+             p.eval.select, best.score)
+    return {"selected_epoch": epoch, "selection": f"best {p.eval.select} {best.score:.4f}",
+            "selected_score": best.score}
 
 
 @dataclass

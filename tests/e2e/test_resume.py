@@ -150,6 +150,48 @@ def test_sigkill_mid_epoch_resumes_into_the_same_run_with_identical_results(tmp_
     hist = history(resumed["tracking_uri"], run.info.run_id)
     assert_clean_history(hist, epochs=3)
     assert hist == history(reference["tracking_uri"], reference["run_id"])
+    assert resumed["selected_epoch"] == reference["selected_epoch"], resumed["selection"]
+    tests = [k for k in reference if k.startswith("test/")]
+    assert tests and all(same(resumed[k], reference[k]) for k in tests), (resumed, reference)
+
+
+# val/auroc 0.50, 0.75, 0.50 in this config: epochs 1 and 2 improve, epoch 2 is selected.
+SELECTED = [*EPOCHS, "seed=1", "eval.baselines=[]", "eval.bootstrap=0"]
+
+
+def test_sigkill_at_each_selection_point_selects_what_an_uninterrupted_run_selects(
+        tmp_path, one_thread):
+    """One job SIGKILLed at three exact points in turn (forked children of this process):
+    right after epoch 1's best.ckpt, between epoch 2's last.ckpt and its best.ckpt, and in
+    the middle of epoch 3; each resumes the one before, and the last run finishes with the
+    uninterrupted run's selection, history and test metrics."""
+    from tests.helpers.configs import compose_cfg
+    from tests.helpers.killpoints import killed_at
+
+    cache = f"data.cache.dir={tmp_path / 'cache'}"
+    reference = train(compose_cfg([*SELECTED, cache], tmp_path / "reference"))
+    assert reference["selected_epoch"] == 2, reference["selection"]  # the premise
+    cfg = compose_cfg([*SELECTED, cache], tmp_path / "victim")
+    directory = run_dir_for(to_plain(cfg)).checkpoints
+
+    def epoch_of(name: str) -> int:
+        return torch.load(directory / name, weights_only=True, mmap=True)["epoch"]
+
+    assert killed_at("best:0", lambda: train(cfg)) == -signal.SIGKILL
+    assert epoch_of("best.ckpt") == epoch_of("last.ckpt") == 0
+    assert killed_at("last:1", lambda: train(cfg)) == -signal.SIGKILL
+    assert (epoch_of("best.ckpt"), epoch_of("last.ckpt")) == (0, 1)  # best.ckpt not yet
+    assert killed_at("batch:2:3", lambda: train(cfg)) == -signal.SIGKILL
+    assert epoch_of("best.ckpt") == 1  # linked when resuming from a last.ckpt naming itself
+    (killed,) = runs_of(tmp_path / "victim")
+    assert killed.info.status == "RUNNING"
+
+    resumed = train(cfg)
+    assert resumed["run_id"] == killed.info.run_id
+    assert (resumed["selected_epoch"], resumed["selection"]) == (2, reference["selection"])
+    hist = history(resumed["tracking_uri"], resumed["run_id"])
+    assert_clean_history(hist, epochs=3)
+    assert hist == history(reference["tracking_uri"], reference["run_id"])
     tests = [k for k in reference if k.startswith("test/")]
     assert tests and all(same(resumed[k], reference[k]) for k in tests), (resumed, reference)
 

@@ -168,11 +168,12 @@ def test_manifest_lists_rows_with_labels_groups_and_splits(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("body,match", [
-    ("path,label\na.wav,maybe\n", r"line 2: label 'maybe'"),
-    ("path,label,split\na.wav,0,\nb.wav,1,holdout\n", r"line 3: split 'holdout'"),
-    ("path,label\na.wav,0\n,1\n", r"line 3: empty path"),
-    ("path,label\na.wav,0\nb.wav,1\na.wav,1\n", r"line 4: path 'a.wav' is already listed on "
-                                                r"line 2"),
+    ("path,label\na.wav,maybe\n", r"line 2, column label: 'maybe'"),
+    ("path,label,split\na.wav,0,\nb.wav,1,holdout\n", r"line 3, column split: 'holdout'"),
+    ("path,label\na.wav,0\n,1\n", r"line 3, column path: empty"),
+    ("path,label\na.wav,0\nb.wav,1\na.wav,1\n", r"line 4, column path: 'a.wav' is already "
+                                                r"listed on line 2"),
+    ("path,label\na.wav,0,extra\n", r"line 2: 3 cells but the header has 2 columns"),
     ("file,class\na.wav,0\n", r"line 1: missing column\(s\) path, label"),
     ("path,label\n", r"lists no clips"),
 ])
