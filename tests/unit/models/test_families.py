@@ -227,7 +227,7 @@ def test_the_embedding_family_trains_and_predicts_end_to_end(tmp_path, tiny_enco
     bundle = Path(result["run_dir"]) / "model.ckpt"
     rows = predict(bundle, [wav(tmp_path / "a.wav", 0.7, 3)], device="cpu", threads=1)
     assert rows[0]["error"] == "" and 0.0 <= rows[0]["score"] <= 1.0
-    metas = list(Path(cfg.data.cache.dir).rglob("meta.json"))
+    metas = list(Path(cfg.data.cache.dir).rglob("config.json"))  # a store folder's key
     assert metas and all("encoder_files" in m.read_text() for m in metas
                          if '"kind": "embedding"' in m.read_text())
     assert any('"kind": "embedding"' in m.read_text() for m in metas)
