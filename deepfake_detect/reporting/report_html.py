@@ -136,7 +136,9 @@ def inline(text: str) -> str:
 def sections_from_markdown(lines: Sequence[str], folder: Path | None = None) -> list[Section]:
     """Sections from markdown of the report's own form (``##`` headings, paragraphs, pipe
     tables, ``![alt](file)`` figures found under ``folder``): a section builder that still
-    returns markdown lines shows on the page too."""
+    returns markdown lines shows on the page too. An item holding several lines (a whole
+    table from :func:`markdown`) is read line by line."""
+    lines = [part for line in lines for part in str(line).splitlines()]
     sections: list[Section] = []
     rows: list[list[str]] = []
 

@@ -58,6 +58,13 @@ def test_markdown_sections_become_page_sections() -> None:
     assert "<td>0.6</td>" in found[0].html()
 
 
+def test_a_whole_table_in_one_item_becomes_a_table_not_a_heading() -> None:
+    found = sections_from_markdown(["# Detection costs", "## min_dcf\n\n| train \\ test | a |\n"
+                                    "|---|---|\n| x | 0.25 |\n"])
+    assert [s.title for s in found] == ["Detection costs", "min_dcf"]
+    assert found[1].blocks[0].rows == [["x", "0.25"]] and "|" not in found[1].title
+
+
 def test_headers_name_what_the_runs_differ_in() -> None:
     folds = [fake_run({"train_distortion": "base", "fold": str(i)}, {"seed": "0"})
              for i in range(5)]
