@@ -46,19 +46,20 @@ class LogMel(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         channel = wave.dim() == 3
-        if channel:
-            wave = wave.squeeze(1)
-        if wave.shape[-1] != self.cfg.n_samples:
-            raise ValueError(f"expected waveforms of {self.cfg.n_samples} samples, got "
-                             f"{tuple(wave.shape)}")
-        wave = wave.to(self.window.dtype)
-        spec = torch.stft(wave, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length,
-                          window=self.window, center=True, pad_mode="constant",
-                          return_complex=True)
-        power = spec.real.square() + spec.imag.square()
-        mel = torch.matmul(self.mel_basis, power)
-        db = power_to_db(mel, self.cfg)
+        power = power_spectrum(wave.squeeze(1) if channel else wave, self.window, self.cfg)
+        db = power_to_db(torch.matmul(self.mel_basis, power), self.cfg)
         return db.unsqueeze(1) if channel else db
+
+
+def power_spectrum(wave: torch.Tensor, window: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """``(batch, n_samples)`` -> ``(batch, 1 + n_fft // 2, n_frames)`` power: librosa's
+    centred STFT padded with zeros, in ``window``'s dtype."""
+    if wave.shape[-1] != cfg.n_samples:
+        raise ValueError(f"expected waveforms of {cfg.n_samples} samples, got "
+                         f"{tuple(wave.shape)}")
+    spec = torch.stft(wave.to(window.dtype), n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                      window=window, center=True, pad_mode="constant", return_complex=True)
+    return spec.real.square() + spec.imag.square()
 
 
 def power_to_db(mel: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deepfake_detect.data.features import FeatureConfig, stft_bins
-from deepfake_detect.data.torch_mel import power_to_db
+from deepfake_detect.data.torch_mel import power_spectrum, power_to_db
 
 
 class LogPower(nn.Module):
@@ -29,13 +29,6 @@ class LogPower(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         channel = wave.dim() == 3
-        if channel:
-            wave = wave.squeeze(1)
-        if wave.shape[-1] != self.cfg.n_samples:
-            raise ValueError(f"expected waveforms of {self.cfg.n_samples} samples, got "
-                             f"{tuple(wave.shape)}")
-        spec = torch.stft(wave.to(self.window.dtype), n_fft=self.cfg.n_fft,
-                          hop_length=self.cfg.hop_length, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True)[:, self.first:self.end]
-        db = power_to_db(spec.real.square() + spec.imag.square(), self.cfg)
+        power = power_spectrum(wave.squeeze(1) if channel else wave, self.window, self.cfg)
+        db = power_to_db(power[:, self.first:self.end], self.cfg)
         return db.unsqueeze(1) if channel else db
