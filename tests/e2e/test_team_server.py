@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import pytest
 from deepfake_detect import tracking
 from deepfake_detect.cli import report as report_cli
 from deepfake_detect.errors import StoreError
-from tests.e2e.test_scale import free_port
+from tests.helpers.mlflow_server import free_port, serve
 from tests.unit.test_readme import GUIDE, commands
 
 pytest.importorskip("flask_wtf", reason="the auth extra is not installed: "
@@ -78,30 +77,10 @@ def server(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
                MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
         env.pop(name, None)
-    log = (home / "server.log").open("w")
     args = shlex.split(line)
-    proc = subprocess.Popen([sys.executable, "-m", *args, "--workers", "1"], cwd=home / "mlflow",
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5):
-                    break
-            except (urllib.error.URLError, OSError):
-                assert time.monotonic() < deadline, (home / "server.log").read_text()[-3000:]
-                time.sleep(0.5)
+    assert args[:2] == ["mlflow", "server"], line
+    with serve(args[2:], port, home, home / "mlflow", env) as base:
         yield base, env
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def run_command(line: str, base: str, env: dict[str, str], *extra: str,
