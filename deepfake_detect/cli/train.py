@@ -46,7 +46,8 @@ from deepfake_detect.training.summary import finished_run
 log = logging.getLogger("deepfake_detect.cli.train")
 VERBOSE_FLAGS = ("-v", "--verbose", "-vv")
 _verbosity = 0
-_failed: list[str] = []  # sweep jobs that stopped with an error (the others went on)
+_sweep_dir: Path | None = None  # this command's sweep folder (set in the launching process)
+FAILED_DIR = ".failed"  # in the sweep folder: one file per job that stopped with an error
 EXIT_RUNNING = 3  # another process is running this configuration
 
 
@@ -70,7 +71,9 @@ class CheckOutputs(Callback):
         self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _sweep_dir
         self._check(config, "hydra.sweep.dir")
+        _sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir"))).expanduser()
 
     @staticmethod
     def _check(config: DictConfig, output_key: str) -> None:
@@ -111,9 +114,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
         if isinstance(err, ConfigError | UsageError | RunInProgress):  # before any work
             _drop_output_dir(hydra_cfg)
-        if multirun:  # one failed job never stops the others
-            _failed.append(f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)}): "
-                           f"{err}")
+        if multirun:  # one failed job never stops the others; the sweep's exit code says it
+            _record_failure(hydra_cfg, err)
             return
         sys.exit(EXIT_RUNNING if isinstance(err, RunInProgress) else 2)
     except Exception as err:
@@ -126,6 +128,27 @@ def _hydra_main(cfg: DictConfig) -> None:
         release_gpu()  # joblib reuses its worker processes for later jobs
     if not worked:
         _drop_output_dir(hydra_cfg)
+
+
+def _record_failure(hydra_cfg: DictConfig, err: Exception) -> None:
+    """A file in the sweep folder naming the failed job and why, which the launching process
+    reads when the sweep ends, whichever launcher ran the job (in this process, a joblib
+    worker or a SLURM node sharing the folder)."""
+    line = f"job {hydra_cfg.job.num} ({','.join(hydra_cfg.overrides.task)}): {err}"
+    try:
+        atomic.write_text(Path(hydra_cfg.sweep.dir) / FAILED_DIR / f"{hydra_cfg.job.num}.txt",
+                          line)
+    except OSError as problem:
+        log.warning("could not record the failed job in the sweep folder: %s", problem)
+
+
+def failed_jobs(sweep_dir: Path | None) -> list[str]:
+    """The lines of a sweep's failed jobs, in job order."""
+    folder = sweep_dir / FAILED_DIR if sweep_dir else None
+    if folder is None or not folder.is_dir():
+        return []
+    found = sorted(folder.glob("*.txt"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
+    return [p.read_text(encoding="utf-8") for p in found]
 
 
 def _record_skip(cfg: DictConfig, err: GeneratorSkipped) -> None:
@@ -193,9 +216,10 @@ def main() -> None:
     sys.argv = [arg for arg in sys.argv if arg not in VERBOSE_FLAGS]
     console.quiet_third_party(_verbosity)
     _hydra_main()
-    if _failed:  # jobs run in this process (the basic launcher) that stopped with an error
-        print(f"error: {len(_failed)} job(s) of the sweep failed:\n  " + "\n  ".join(_failed),
-              file=sys.stderr)
+    failed = failed_jobs(_sweep_dir)
+    if failed:  # the others went on; the exit code says that some did not finish
+        print(f"error: {len(failed)} job(s) of the sweep failed (re-run the same command once "
+              "fixed: finished jobs are skipped):\n  " + "\n  ".join(failed), file=sys.stderr)
         sys.exit(2)
 
 

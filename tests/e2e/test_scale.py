@@ -208,15 +208,22 @@ def test_ddp_on_cpu_two_processes_one_run_one_output_directory(tmp_path: Path) -
 # --- parallel sweeps, shared server ------------------------------------------------------------
 
 
-def test_joblib_sweep_on_the_default_sqlite_store(tmp_path: Path) -> None:
+def test_joblib_sweep_on_the_default_sqlite_store_goes_on_past_a_failed_job(
+        tmp_path: Path) -> None:
     root = tmp_path / "out"
-    # A loader worker inside a joblib (loky) worker, whose default start method is not fork.
-    out = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
-                  "data.loader.num_workers=1", root=root)
-    assert "Joblib.Parallel(n_jobs=2" in out
+    # A loader worker inside a joblib (loky) worker, whose default start method is not fork;
+    # the second job fails in its worker: the first finishes, and the exit code says it.
+    done = subprocess.run([CLI, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                           "seed=1", "features.n_mels=32,0", "data.loader.num_workers=1", *TINY,
+                           f"paths.root={root}"], env=ENV, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2 and "Joblib.Parallel(n_jobs=2" in out, out[-5000:]
+    assert "Traceback" not in out and "OperationalError" not in out, out[-5000:]
+    summary = done.stderr[done.stderr.index("1 job(s) of the sweep failed"):]
+    assert "job 1 (seed=1,features.n_mels=0," in summary and "'features.n_mels'" in summary
     runs = runs_in(root, "deepfake-detect")
-    assert sorted(r.data.params["seed"] for r in runs) == ["1", "2"]
-    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert [(r.data.params["seed"], r.info.status) for r in runs] == [("1", "FINISHED")]
     assert all("test/base/accuracy" in r.data.metrics for r in runs)
 
 
