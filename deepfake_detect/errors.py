@@ -16,8 +16,10 @@ class ConfigError(DeepfakeDetectError, ValueError):
 
     def under(self, prefix: str, suffix: str = "") -> ConfigError:
         """The same error for the key ``<prefix>.<key>`` (a node checked on its own, then
-        placed in the config), its message extended by ``suffix``."""
-        return ConfigError(f"{prefix}.{self.key}", self.message + suffix)
+        placed in the config), its message extended by ``suffix``; of the same class where it
+        is built like this one (:class:`NothingToHoldOut`)."""
+        kind = type(self) if type(self).__init__ is ConfigError.__init__ else ConfigError
+        return kind(f"{prefix}.{self.key}", self.message + suffix)
 
 
 class DataError(DeepfakeDetectError):
@@ -29,8 +31,9 @@ class UsageError(DeepfakeDetectError):
 
 
 class NothingToHoldOut(ConfigError):
-    """``data.split.holdout_generator`` indexes past the source's generators: in a sweep over
-    indices (leave-one-generator-out) that job has nothing to do."""
+    """``data.split.holdout_generator`` indexes past the source's generators, or
+    ``data.split.fold`` past the folds: in a sweep over indices (leave-one-generator-out,
+    ``experiment=kfold data.split.folds=4``) that job has nothing to do."""
 
 
 class GeneratorSkipped(NothingToHoldOut):

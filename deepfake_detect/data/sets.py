@@ -29,7 +29,13 @@ from deepfake_detect.data.decoded import DecodedSource, decode_request
 from deepfake_detect.data.features import FeatureConfig, fit_length, log_mel
 from deepfake_detect.data.keys import feature_parts, row_parts
 from deepfake_detect.data.sources import Source, build_source
-from deepfake_detect.data.splits import SplitConfig, check_not_empty, held_out_name, split_clips
+from deepfake_detect.data.splits import (
+    SplitConfig,
+    check_folds,
+    check_not_empty,
+    held_out_name,
+    split_clips,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +106,15 @@ class StudySets:
         log.debug("clips: %s", {name: len(clips) for name, clips in splits.items()})
         return splits
 
-    @property
+    @cached_property
     def split_info(self) -> dict[str, Any]:
         """How the test set was chosen when it is not a random share: the fold of a
-        cross-validation, or the held-out generator (by name)."""
+        cross-validation (every fold checked to hold both classes in each split: the planner
+        asks, so a sweep refuses before any fold trains), or the held-out generator (by
+        name)."""
         cfg = self.split_cfg
         if cfg.folds:
+            check_folds(self.source.clips(), cfg)
             return {"folds": cfg.folds, "fold": cfg.fold}
         if cfg.holdout_generator is not None:
             return {"holdout_generator": held_out_name(self.source.clips(),

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from deepfake_detect.config import require
 from deepfake_detect.data.clips import Clip
-from deepfake_detect.errors import DataError, GeneratorSkipped, NothingToHoldOut
+from deepfake_detect.errors import ConfigError, DataError, GeneratorSkipped, NothingToHoldOut
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 CLASS_NAMES = {0: "human", 1: "AI-generated"}
+# Validation shares tried when the folds of a cross-validation leave a split without a class.
+VAL_TRIES = (0.1, 0.2, 0.3)
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,12 @@ class SplitConfig:
         require(isinstance(self.folds, int) and not isinstance(self.folds, bool)
                 and (self.folds == 0 or self.folds >= 2), "folds",
                 f"must be 0 (no cross-validation) or a number of folds >= 2, got {self.folds!r}")
-        require(isinstance(self.fold, int) and 0 <= self.fold < max(self.folds, 1), "fold",
-                f"must be in 0..{max(self.folds, 1) - 1} (data.split.folds={self.folds}), "
-                f"got {self.fold!r}")
+        in_range = isinstance(self.fold, int) and 0 <= self.fold < max(self.folds, 1)
+        if not in_range and self.folds and isinstance(self.fold, int) and self.fold > 0:
+            raise NothingToHoldOut("fold", f"must be in 0..{self.folds - 1} "
+                                   f"(data.split.folds={self.folds}), got {self.fold}")
+        require(in_range, "fold", f"must be in 0..{max(self.folds, 1) - 1} "
+                f"(data.split.folds={self.folds}), got {self.fold!r}")
         require(not (self.folds and self.holdout_generator is not None), "holdout_generator",
                 "cannot be combined with data.split.folds (choose one way to hold out)")
 
@@ -110,9 +115,15 @@ def _assign_groups(clips: list[Clip], cfg: SplitConfig) -> dict[str, str]:
     return assignment
 
 
-def fold_of(clips: list[Clip], folds: int, seed: int) -> dict[str, int]:
+def fold_of(clips: list[Clip], folds: int, seed: int, minimum: int = 1) -> dict[str, int]:
     """Each group's fold: groups shuffled (seeded) within strata of the same labels and
-    generators, then dealt round-robin, so every fold gets its share of each stratum."""
+    generators, then dealt round-robin, so every fold gets its share of each stratum.
+
+    Where that leaves a fold's test set with fewer than ``minimum`` clips of a class (a few
+    collections of real recordings), groups holding the class move there from folds that keep
+    enough, each move swapping a group back so the folds stay the same size; a dealing in
+    which every fold holds both classes is kept as it is. Whether every fold then holds both
+    is checked by :func:`fold_problems`."""
     kinds: dict[str, set[tuple[int, str]]] = defaultdict(set)
     for clip in clips:
         kinds[clip.group].add((clip.label, clip.generator))
@@ -126,16 +137,123 @@ def fold_of(clips: list[Clip], folds: int, seed: int) -> dict[str, int]:
         for index in rng.permutation(len(groups)):
             assignment[groups[index]] = dealt % folds
             dealt += 1
-    return assignment
+    return _both_in_each_fold(clips, assignment, folds, minimum)
+
+
+def _both_in_each_fold(clips: list[Clip], assignment: dict[str, int], folds: int,
+                       minimum: int) -> dict[str, int]:
+    """``assignment`` with groups moved until every fold holds ``minimum`` clips of each class
+    where moves can do it (each move lowers the folds' total shortfall, none raises it)."""
+    sizes: dict[str, Counter] = defaultdict(Counter)
+    for clip in clips:
+        sizes[clip.group][clip.label] += 1
+    assignment = dict(assignment)
+    while True:
+        held = [Counter() for _ in range(folds)]
+        for group, fold in assignment.items():
+            held[fold] += sizes[group]
+        short = [(k, label) for k in range(folds) for label in CLASS_NAMES
+                 if held[k][label] < minimum]
+        moves = (_move_into(k, label, assignment, sizes, held, minimum) for k, label in short)
+        move = next((m for m in moves if m is not None), None)
+        if move is None:
+            return assignment
+        for group, fold in move:
+            assignment[group] = fold
+
+
+def _keeps(held: Counter, group: Counter, minimum: int) -> bool:
+    """Whether a fold holding ``held`` keeps ``minimum`` clips of each class it gives up
+    clips of when ``group`` leaves it."""
+    return all(group[label] == 0 or held[label] - group[label] >= minimum
+               for label in CLASS_NAMES)
+
+
+def _move_into(fold: int, label: int, assignment: dict[str, int], sizes: dict[str, Counter],
+               held: list[Counter], minimum: int) -> list[tuple[str, int]] | None:
+    """The move that gives ``fold`` a group holding ``label`` (from another fold that keeps
+    enough of both classes; a group without the other class first, then the fold with the
+    most groups), and a group of ``fold`` swapped back when one can leave; None: no move."""
+    members = Counter(assignment.values())
+    donors = [(sizes[g][1 - label] > 0, -members[k], g) for g, k in assignment.items()
+              if k != fold and sizes[g][label] > 0 and _keeps(held[k], sizes[g], minimum)]
+    if not donors:
+        return None
+    group = min(donors)[2]
+    source = assignment[group]
+    after = held[fold] + sizes[group]
+    backs = [(abs(sum(sizes[h].values()) - sum(sizes[group].values())), h)
+             for h, k in assignment.items() if k == fold and _keeps(after, sizes[h], minimum)]
+    back = [(min(backs)[1], source)] if backs else []
+    return [(group, fold), *back]
 
 
 def fold_split(clips: list[Clip], cfg: SplitConfig) -> dict[str, list[Clip]]:
     """Grouped k-fold: test = the groups of fold ``cfg.fold``; val = a ``cfg.val`` share of
-    the other groups (stratified); train = the rest. A source's own splits are not used."""
-    folds = fold_of(clips, cfg.folds, cfg.seed)
+    the other groups (stratified; a class it lacks gets groups from train while train keeps
+    another); train = the rest. A source's own splits are not used."""
+    folds = fold_of(clips, cfg.folds, cfg.seed, cfg.min_per_class)
     test = [c for c in clips if folds[c.group] == cfg.fold]
     rest = [c for c in clips if folds[c.group] != cfg.fold]
-    return {"test": test, **train_val(rest, cfg.val, cfg.seed)}
+    return {"test": test, **_both_in_val(train_val(rest, cfg.val, cfg.seed), cfg.seed,
+                                         cfg.min_per_class)}
+
+
+def fold_problems(clips: list[Clip], cfg: SplitConfig) -> list[str]:
+    """What every fold of the cross-validation (not only ``cfg.fold``) lacks: ``fold 1: the
+    test split would hold 0 AI-generated clip(s)``, one entry per fold and split."""
+    problems = []
+    for fold in range(cfg.folds):
+        splits = fold_split(clips, replace(cfg, fold=fold))
+        for split in SPLITS:
+            counts = Counter(c.label for c in splits[split])
+            short = [f"{counts[label]} {what}" for label, what in CLASS_NAMES.items()
+                     if counts[label] < cfg.min_per_class]
+            if short:
+                problems.append(f"fold {fold}: the {split} split would hold "
+                                f"{' and '.join(short)} clip(s)")
+    return problems
+
+
+def check_folds(clips: list[Clip], cfg: SplitConfig) -> None:
+    """ConfigError, before any work, when some fold of the cross-validation would leave a
+    split (test, val or train) with fewer than ``data.split.min_per_class`` clips of a class:
+    it names the folds, the groups per class and a setting that works where one does."""
+    problems = fold_problems(clips, cfg)
+    if not problems:
+        return
+    labels: dict[str, set[int]] = defaultdict(set)
+    for clip in clips:
+        labels[clip.group].add(clip.label)
+    bearing = {label: sum(label in held for held in labels.values()) for label in CLASS_NAMES}
+    both = sum(len(held) == 2 for held in labels.values())
+    key = "data.split.folds" if any("test split" in p for p in problems) else "data.split.val"
+    shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
+    raise ConfigError(key, (
+        f"{cfg.folds} folds leave a split without a class ({shown}; "
+        f"data.split.min_per_class={cfg.min_per_class}). The source has {len(labels)} "
+        f"group(s): {bearing[0]} hold human clips and {bearing[1]} AI-generated clips "
+        f"({both} hold both); each fold's test split needs groups of both classes and the "
+        f"other folds one more of each for val and train. {_what_works(clips, cfg)}"))
+
+
+def _what_works(clips: list[Clip], cfg: SplitConfig) -> str:
+    """The settings near ``cfg`` whose folds all hold both classes, said as overrides: another
+    validation share, fewer folds, or both."""
+    def works(folds: int, val: float) -> bool:
+        return not fold_problems(clips, replace(cfg, folds=folds, fold=0, val=val))
+
+    vals = [v for v in VAL_TRIES if v != cfg.val and v + cfg.test < 1]
+    fewer = range(cfg.folds - 1, 1, -1)
+    found = [f"data.split.val={v}" for v in vals if works(cfg.folds, v)][:1]
+    found += [f"data.split.folds={k}" for k in fewer if works(k, cfg.val)][:1]
+    if not found:
+        found = [f"data.split.folds={k} data.split.val={v}" for k in fewer for v in vals
+                 if works(k, v)][:1]
+    if not found:
+        return ("No number of folds works with these groups: add recordings of the rarer "
+                "class in more groups, or group more finely (data.source.group_pattern).")
+    return "What works: " + ", or ".join(found) + "."
 
 
 def train_val(clips: list[Clip], val: float, seed: int) -> dict[str, list[Clip]]:

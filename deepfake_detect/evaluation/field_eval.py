@@ -18,8 +18,11 @@ from deepfake_detect.evaluation import metrics as M
 from deepfake_detect.evaluation.aggregate import by_file, file_level
 from deepfake_detect.evaluation.detection_costs import Costs
 from deepfake_detect.evaluation.evaluate import Intervals, Scored, level_values
+from deepfake_detect.models.names import display_name
 
 log = logging.getLogger(__name__)
+# The trained model's key among a run's models (``Scores``, ``fusion/weight/CNN``), whatever
+# its family; figures show the family's display name (``Setting.detector``).
 DETECTOR = "CNN"
 
 
@@ -40,6 +43,7 @@ class Setting:
     aggregate: str
     features_rate: int
     fuse: bool = False
+    detector: str = field(default_factory=display_name)  # the trained model, as shown
 
 
 def level_view(scored: Scored, aggregate: str) -> Scored:
@@ -92,14 +96,17 @@ def fusion_values(fused: dict[str, Scored], fitted: dict[str, Any], setting: Set
     return flat, files
 
 
-def draw_figures(test: str, models: dict[str, Scored], out_dir: Path) -> list[Path]:
-    """The ROC/DET figure of every model and the detector's reliability diagram."""
-    curves = {m: (s.scores, s.labels) for m, s in models.items()}
+def draw_figures(test: str, models: dict[str, Scored], out_dir: Path,
+                 name: str | None = None) -> list[Path]:
+    """The ROC/DET figure of every model and the detector's reliability diagram (the
+    detector shown as ``name``, its display name)."""
+    name = name or display_name()
+    curves = {name if m == DETECTOR else m: (s.scores, s.labels) for m, s in models.items()}
     detector = models[DETECTOR]
     level = "file level" if detector.rows and "n_windows" in detector.rows[0] else "windows"
     files = det_curves.write_curves(out_dir, f"roc_det_{test}",
                                     f"test distortion: {test} ({level})", curves)
-    shown = {"calibrated" if detector.raw is not None else DETECTOR: curves[DETECTOR]}
+    shown = {"calibrated" if detector.raw is not None else name: curves[name]}
     if detector.raw is not None:
         shown = {"raw": (detector.raw, detector.labels), **shown}
     files.append(det_curves.plot_reliability(out_dir / f"reliability_{test}.png",
@@ -139,7 +146,7 @@ def extras(scores: Scores, tests: list[str], setting: Setting,
             models["fusion"] = fused[test]
         views = {m: level_view(s, setting.aggregate) for m, s in models.items()}
         if len(views[DETECTOR].rows) and len(set(views[DETECTOR].labels.tolist())) == 2:
-            figure_files += draw_figures(test, views, out_dir / "curves")
+            figure_files += draw_figures(test, views, out_dir / "curves", setting.detector)
         flat.update(probe_values(test, views[DETECTOR], setting))
     return flat, figure_files, fusion_files
 

@@ -6,6 +6,8 @@ it reads, and how it is built from the model and feature configs.
 - ``cnn1d``: a small 1-D CNN for profiles (``features.kind=fakeprint``);
 - ``oneclass``: a Gaussian mixture over band features of human training clips only;
 - ``embedding``: a head over a frozen encoder's embeddings (``features.kind=embedding``).
+
+What each one is called in tables and verdicts: :mod:`deepfake_detect.models.names`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ EER with 95 % intervals from a bootstrap over groups, and n. One ROC figure per 
 distortion overlays every detector and baseline.
 
 ``section(client, runs, tests)`` gives markdown lines, summary metrics, the figures and the
-table as plain rows (for the HTML report to render).
+table as plain rows (for the HTML report to render). A detector is shown by its family's
+display name (:mod:`deepfake_detect.models.names`); the ``model`` column and the summary
+metrics' keys keep the config's names.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from deepfake_detect import atomic
 from deepfake_detect.evaluation import stats
+from deepfake_detect.models.names import display_name
 from deepfake_detect.reporting.studies import level_of, pooled_predictions
 
 DEFAULT = ("resnet18", "logmel")
@@ -32,7 +35,8 @@ def detector_of(run: Any) -> tuple[str, str]:
 
 
 def label(detector: tuple[str, str]) -> str:
-    return f"{detector[0]} · {detector[1]}"
+    """``LCNN · stft``: the family's display name and the front end."""
+    return f"{display_name(detector[0])} · {detector[1]}"
 
 
 def compares_detectors(runs: list[Any]) -> bool:
@@ -57,7 +61,8 @@ def pooled_row(client: Any, runs: list[Any], artifact: str, name: str, detector:
         return None
     scores, labels, groups = pooled
     values = stats.intervals(scores, labels, groups, n_boot=n_boot, metrics=("auroc", "eer"))
-    return {"detector": name, "model": detector[0], "front end": detector[1], "runs": len(runs),
+    return {"detector": name, "key": f"{detector[0]}_{detector[1]}", "model": detector[0],
+            "front end": detector[1], "runs": len(runs),
             "n files / groups": f"{len(labels)} / {values['auroc'].n_groups}",
             "pooled AUROC": values["auroc"].text(), "pooled EER": values["eer"].text(),
             "auroc": values["auroc"].value, "eer": values["eer"].value,
@@ -155,7 +160,7 @@ def section(client: Any, runs: list[Any], tests: list[str], out_dir: Path,
         figures.append(roc_figure(rows, test, out_dir / f"detectors_roc_{test}.png"))
         lines += [f"![pooled ROC]({figures[-1].name})", ""]
         for row in rows:
-            key = row["detector"].replace(" · ", "_").replace("baseline: ", "baseline_")
+            key = row["key"]  # config names: the keys of earlier reports
             logged[f"detectors/{test}/{key}/auroc"] = row["auroc"]
             logged[f"detectors/{test}/{key}/eer"] = row["eer"]
         tables[test] = [{k: v for k, v in r.items() if k != "curve"} for r in rows]

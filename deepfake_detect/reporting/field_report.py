@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deepfake_detect.evaluation.detection_costs import FIELD_METRICS
+from deepfake_detect.models.names import display_of
 from deepfake_detect.reporting.verdict import Verdict, verdict
 
 COST_METRICS = (*FIELD_METRICS, "eer")
@@ -45,7 +46,8 @@ def run_verdicts(runs: list[Any], tests: list[str]) -> dict[str, list[Verdict]]:
     out: dict[str, list[Verdict]] = {}
     for run in runs:
         metrics = dict(run.data.metrics)
-        found = [verdict(metrics, t, headline_level(metrics, t)) for t in tests]
+        model = display_of(run.data.params)
+        found = [verdict(metrics, t, headline_level(metrics, t), model) for t in tests]
         out[run_name(run)] = [v for v in found if v.state != "missing"]
     return out
 

@@ -1,8 +1,9 @@
 """Study-level summaries the report adds when an experiment's runs are folds of a grouped
 cross-validation or leave-one-generator-out jobs: mean ± sd across folds with the pooled
 out-of-fold AUROC and its group-bootstrap interval, and the cross-generator table (one row per
-held-out generator, and the mean), the CNN beside the shortcut baselines; each with the ROC
-curves of every model's predictions pooled over the study's runs.
+held-out generator, and the mean), the trained model (by its family's display name,
+:mod:`deepfake_detect.models.names`) beside the shortcut baselines; each with the ROC curves of
+every model's predictions pooled over the study's runs.
 
 Each builder returns :class:`~deepfake_detect.reporting.report_html.Section` objects (both
 report.md and report.html render them) and the values the summary run logs. Pooling reads
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 from deepfake_detect import atomic  # noqa: E402
 from deepfake_detect.errors import DeepfakeDetectError  # noqa: E402
 from deepfake_detect.evaluation import det_curves, stats  # noqa: E402
+from deepfake_detect.models.names import display_name, display_of  # noqa: E402
 from deepfake_detect.reporting.report_html import Section, Table  # noqa: E402
 from deepfake_detect.reporting.verdict import verdict  # noqa: E402
 from deepfake_detect.tracking import SKIPPED_TAG, metric_key  # noqa: E402
@@ -33,6 +35,9 @@ from deepfake_detect.tracking import SKIPPED_TAG, metric_key  # noqa: E402
 Pooled = tuple[np.ndarray, np.ndarray, list[str]]  # scores, labels, groups (run-prefixed)
 
 LEVELS = ("file/", "")  # file level first when the runs have it
+# The trained model's part of the summary run's keys (cv/<test>/<level>CNN/pooled_auroc),
+# whatever its family: the keys stay those of earlier reports; the tables show its name.
+DETECTOR_KEY = "CNN"
 
 
 def level_of(runs: list[Any], test: str) -> str:
@@ -82,10 +87,16 @@ def pooled_predictions(client: Any, runs: list[Any], name: str) -> Pooled | None
     return np.asarray(scores), np.asarray(labels), groups
 
 
+def detector_name(runs: list[Any]) -> str:
+    """The display name of the runs' trained model (several: joined with " / ")."""
+    return " / ".join(sorted({display_of(r.data.params) for r in runs})) or display_name()
+
+
 def models_of(runs: list[Any], test: str, level: str) -> list[tuple[str, str, str]]:
-    """(name, metric prefix, predictions artifact) of the CNN and each baseline."""
+    """(name, metric prefix, predictions artifact) of the trained model (first, by its
+    display name), each baseline and the fusion."""
     suffix = "_files" if level else ""
-    out = [("CNN", f"test/{test}/{level}", f"predictions_{test}{suffix}.csv")]
+    out = [(detector_name(runs), f"test/{test}/{level}", f"predictions_{test}{suffix}.csv")]
     for name in sorted({k.split("/")[1] for r in runs for k in r.data.metrics
                         if k.startswith("baseline/")}):
         out.append((name, f"baseline/{name}/test/{test}/{level}",
@@ -130,15 +141,16 @@ def _natural(text: str) -> tuple[Any, ...]:
 
 def roc_figure(curves: dict[str, Pooled], title: str, path: Path) -> Path:
     """The ROC curves of every model's pooled predictions on one figure (AUROC in the
-    legend; the chance diagonal). Where the DET curve of the same scores goes beside it."""
+    legend; the chance diagonal; the trained model, first, drawn thicker). Where the DET
+    curve of the same scores goes beside it."""
     from sklearn.metrics import roc_curve
 
     fig, ax = plt.subplots(figsize=(5.2, 4.8), dpi=110)
-    for name, (scores, labels, _) in curves.items():
+    for i, (name, (scores, labels, _)) in enumerate(curves.items()):
         if len(set(labels.tolist())) < 2:
             continue
         fpr, tpr, _ = roc_curve(labels, scores)
-        ax.plot(fpr, tpr, lw=2.2 if name == "CNN" else 1.3,
+        ax.plot(fpr, tpr, lw=2.2 if i == 0 else 1.3,
                 label=f"{name} (AUROC {stats.auroc(scores, labels):.3f})")
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (human called AI)",
@@ -151,17 +163,20 @@ def roc_figure(curves: dict[str, Pooled], title: str, path: Path) -> Path:
 
 def pooled_models(client: Any, runs: list[Any], test: str, level: str
                   ) -> list[tuple[str, str, Pooled | None]]:
-    """(name, metric prefix, pooled predictions or None) of the CNN and each baseline."""
+    """(name, metric prefix, pooled predictions or None) of the trained model and each
+    baseline."""
     return [(name, prefix, pooled_predictions(client, runs, artifact))
             for name, prefix, artifact in models_of(runs, test, level)]
 
 
-def pooled_verdict(test: str, level: str, pooled: dict[str, tuple]) -> list[str]:
-    """The verdict wording (:mod:`verdict`) on the folds' pooled predictions: the CNN's
-    pooled AUROC interval, the baselines' pooled AUROC."""
-    if "CNN" not in pooled:
+def pooled_verdict(test: str, level: str, pooled: dict[str, tuple], detector: str
+                   ) -> list[str]:
+    """The verdict wording (:mod:`verdict`) on the folds' pooled predictions: the trained
+    model's (``detector``, its display name) pooled AUROC interval, the baselines' pooled
+    AUROC."""
+    if detector not in pooled:
         return []
-    scores, labels, groups = pooled["CNN"]
+    scores, labels, groups = pooled[detector]
     auroc = stats.intervals(scores, labels, groups, metrics=("auroc",))["auroc"]
     prefix = f"test/{test}/{level}"
     values = {f"{prefix}auroc": auroc.value, f"{prefix}auroc_ci_low": auroc.low,
@@ -170,10 +185,10 @@ def pooled_verdict(test: str, level: str, pooled: dict[str, tuple]) -> list[str]
         values[f"{prefix}n_groups_{name}"] = len({g for g, y in zip(groups, labels, strict=True)
                                                   if y == label})
     for name, (s, y, _) in pooled.items():
-        if name not in ("CNN", "fusion"):
+        if name not in (detector, "fusion"):
             values[f"baseline/{name}/test/{test}/{level}auroc"] = stats.auroc(s, y)
     return [line.replace("verdict (", "pooled verdict (", 1)
-            for line in verdict(values, test, level).lines]
+            for line in verdict(values, test, level, detector).lines]
 
 
 def pooled_figure(out_dir: Path | None, key: str, test: str, level: str,
@@ -190,8 +205,9 @@ def pooled_figure(out_dir: Path | None, key: str, test: str, level: str,
 
 def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[str, ...],
                out_dir: Path) -> tuple[list[Section], dict[str, float]]:
-    """A section for every cross-validation in ``runs``: per model (the CNN, each baseline)
-    mean ± sd across folds and the pooled out-of-fold AUROC, and the pooled ROC curves."""
+    """A section for every cross-validation in ``runs``: per model (the trained one, each
+    baseline) mean ± sd across folds and the pooled out-of-fold AUROC, and the pooled ROC
+    curves."""
     metrics = tuple(dict.fromkeys((*metrics, "auroc")))
     sections: list[Section] = []
     logged: dict[str, float] = {}
@@ -200,6 +216,7 @@ def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[st
         for test in tests:
             level = level_of(members, test)
             rows, curves = [], {}
+            detector = detector_name(members)
             for name, prefix, pooled in pooled_models(client, members, test, level):
                 means = [cell([r.data.metrics.get(f"{prefix}{m}", float("nan"))
                                for r in members]) for m in metrics]
@@ -207,8 +224,8 @@ def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[st
                 if pooled is not None:
                     auroc = stats.intervals(*pooled, metrics=("auroc",))["auroc"]
                     text = f"{auroc.text()} (n = {auroc.n_groups} groups)"
-                    logged[f"cv/{metric_key(test)}/{level}{metric_key(name)}/pooled_auroc"] = \
-                        auroc.value
+                    model = DETECTOR_KEY if name == detector else metric_key(name)
+                    logged[f"cv/{metric_key(test)}/{level}{model}/pooled_auroc"] = auroc.value
                     curves[name] = pooled
                 rows.append([name, *means, text])
             section.blocks.append(Table(
@@ -216,7 +233,7 @@ def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[st
                 f"Test distortion {test}, {level.rstrip('/') or 'window'} level; mean ± sd "
                 "across folds, and the AUROC of all folds' predictions pooled, with its 95 % "
                 "interval over groups."))
-            section.blocks += pooled_verdict(test, level, curves)
+            section.blocks += pooled_verdict(test, level, curves, detector)
             drawn = pooled_figure(out_dir, key, test, level, curves)
             if drawn:
                 section.blocks.append(drawn[-1])
@@ -226,8 +243,8 @@ def cv_section(client: Any, runs: list[Any], tests: list[str], metrics: tuple[st
 
 def logo_section(client: Any, runs: list[Any], tests: list[str], out_dir: Path
                  ) -> tuple[list[Section], dict[str, float]]:
-    """The cross-generator table: AUROC on each held-out generator, CNN and baselines, and
-    the ROC curves of every held-out test set's predictions pooled."""
+    """The cross-generator table: AUROC on each held-out generator, the trained model and
+    the baselines, and the ROC curves of every held-out test set's predictions pooled."""
     held = [r for r in runs if r.data.tags.get("holdout_generator")]
     if not held:
         return [], {}
@@ -236,6 +253,7 @@ def logo_section(client: Any, runs: list[Any], tests: list[str], out_dir: Path
                         if k.startswith("baseline/")})
     sections: list[Section] = []
     logged: dict[str, float] = {}
+    detector = detector_name(held)
     for test in tests:
         level = level_of(held, test)
         section = Section(f"Leave one generator out: test distortion {test} "
@@ -244,7 +262,8 @@ def logo_section(client: Any, runs: list[Any], tests: list[str], out_dir: Path
         rows = []
         for run in held:
             cells = []
-            for name, prefix in [("CNN", "test"), *((b, f"baseline/{b}/test") for b in baselines)]:
+            for name, prefix in [(detector, "test"),
+                                 *((b, f"baseline/{b}/test") for b in baselines)]:
                 key = f"{prefix}/{test}/{level}auroc"
                 value = run.data.metrics.get(key, float("nan"))
                 columns[name].append(value)
@@ -252,10 +271,11 @@ def logo_section(client: Any, runs: list[Any], tests: list[str], out_dir: Path
                 cells.append(f"{value:.3f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None
                                                and high is not None else ""))
             generator = run.data.tags["holdout_generator"]
-            logged[f"logo/{metric_key(generator)}/{metric_key(test)}/auroc"] = columns["CNN"][-1]
+            logged[f"logo/{metric_key(generator)}/{metric_key(test)}/auroc"] = \
+                columns[detector][-1]
             rows.append([generator, *cells])
-        rows.append(["**mean ± sd**", *(cell(columns[n]) for n in ["CNN", *baselines])])
-        section.blocks.append(Table(["held-out generator", "CNN", *baselines], rows))
+        rows.append(["**mean ± sd**", *(cell(columns[n]) for n in [detector, *baselines])])
+        section.blocks.append(Table(["held-out generator", detector, *baselines], rows))
         curves = {name: pooled for name, _, pooled in pooled_models(client, held, test, level)
                   if pooled is not None}
         if curves:

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepfake_detect.models.names import display_name
+
 METRIC = "auroc"
 MIN_GROUPS = 6  # per class; below it a percentile bootstrap's 95 % covers < ~0.88
 PROBE_FLAG = 0.15  # |probe AUROC - 0.5| at least this, with an interval that excludes 0.5
@@ -69,9 +71,12 @@ def best_baseline(result: Mapping[str, Any], test: str, level: str) -> tuple[flo
     return max(found, default=None)
 
 
-def verdict(result: Mapping[str, Any], test: str, level: str, model: str = "CNN",
+def verdict(result: Mapping[str, Any], test: str, level: str, model: str | None = None,
             prefix: str = "test") -> Verdict:
-    """The verdict of ``model`` (metrics under ``<prefix>/<test>/<level>``) on ``test``."""
+    """The verdict of ``model`` (its display name, :mod:`deepfake_detect.models.names`; the
+    default family's when None) on ``test``, from the metrics under
+    ``<prefix>/<test>/<level>``."""
+    model = model or display_name()
     base = f"{prefix}/{test}/{level}"
     value, low, high = _interval(result, base + METRIC)
     head = f"verdict ({test}):"
@@ -130,6 +135,8 @@ def flagged(value: float, low: float | None, high: float | None) -> bool:
     return low is None or high is None or low > 0.5 or high < 0.5
 
 
-def verdict_lines(result: Mapping[str, Any], names: Sequence[str], level: str) -> list[str]:
-    """Every test set's verdict lines (the summary's and report.md's wording)."""
-    return [line for test in names for line in verdict(result, test, level).lines]
+def verdict_lines(result: Mapping[str, Any], names: Sequence[str], level: str,
+                  model: str | None = None) -> list[str]:
+    """Every test set's verdict lines (the summary's and report.md's wording) of ``model``
+    (a display name)."""
+    return [line for test in names for line in verdict(result, test, level, model).lines]

@@ -45,6 +45,7 @@ from deepfake_detect.models import calibration as calib
 from deepfake_detect.models.bundle import save_bundle
 from deepfake_detect.models.detector import Detector, profile
 from deepfake_detect.models.frontend import FrontEnd
+from deepfake_detect.models.names import display_of_config
 from deepfake_detect.models.provenance import SIMULATED_SOURCES, file_profile
 from deepfake_detect.models.refs import init_from
 from deepfake_detect.models.resnet import load_backbone_weights
@@ -288,7 +289,9 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
         tracked.log_files(written, "baselines")
     if decided.val is not None:
         scores.val[DETECTOR] = decided.val
-    setting = Setting(intervals, ev.dcf, ev.file_aggregate, p.features.sample_rate, ev.fusion)
+    shown = display_of_config(p.resolved)
+    setting = Setting(intervals, ev.dcf, ev.file_aggregate, p.features.sample_rate, ev.fusion,
+                      shown)
     values, figures, fused = extras(scores, list(dm.test_names), setting, run_dir.artifacts)
     flat.update(values)
     tracked.log_files(figures, "curves")
@@ -313,7 +316,8 @@ def test_and_package(p: Plan, tester: pl.Trainer, model: Detector, dm: AudioData
     skipped = run_dir.artifacts / SKIPPED
     tracked.log_files([*files, *([skipped] if skipped.is_file() else [])])
     return {"run_id": tracked.run_id, "run_dir": str(run_dir.path), "tracking_uri": tracked.uri,
-            "data": dm.describe(), **selected, **flat}
+            "data": dm.describe(), "model": {"name": p.model.name, "display": shown},
+            **selected, **flat}
 
 
 def fingerprint(dm: AudioDataModule) -> str:

@@ -189,7 +189,7 @@ def test_cross_validation_pools_the_folds_as_by_hand(tmp_path: Path, capsys) -> 
             groups.append(row["group"])
     assert len(set(groups)) == len(groups) / 2  # every composition tested once, both versions
     pooled = stats.auroc(scores, labels)
-    assert "| CNN |" in text and f"{pooled:.3f} [" in text
+    assert "| ResNet18 |" in text and f"{pooled:.3f} [" in text  # the default family
     # The field's scores: the fusion row, the pooled verdict and ROC/DET figure, the costs.
     assert "| fusion |" in text and "pooled verdict (base):" in text
     assert list((tmp_path / "r").glob("roc_det_cv_*_base.png")), text

@@ -75,7 +75,7 @@ def test_the_table_pools_each_detectors_runs_beside_the_baselines(tmp_path) -> N
     assert not detector_table.compares_detectors(default)
     client = Client(tmp_path)
     rows = detector_table.table(client, runs, "base", n_boot=200)
-    assert [r["detector"] for r in rows] == ["resnet18 · logmel", "lcnn · stft",
+    assert [r["detector"] for r in rows] == ["ResNet18 · logmel", "LCNN · stft",
                                             "baseline: recording_chain"]
     assert rows[0]["auroc"] == pytest.approx(stats.auroc(scores, labels))
     assert rows[1]["auroc"] == pytest.approx(stats.auroc(lcnn_scores, lcnn_labels), abs=1e-6)
@@ -84,7 +84,7 @@ def test_the_table_pools_each_detectors_runs_beside_the_baselines(tmp_path) -> N
     lines, logged, figures, tables = detector_table.section(client, runs, ["base"], tmp_path,
                                                             n_boot=200)
     text = "\n".join(lines)
-    assert "| lcnn · stft | lcnn | stft | 2 | 80 / 20 |" in text
+    assert "| LCNN · stft | lcnn | stft | 2 | 80 / 20 |" in text
     assert "No detector's AUROC interval clears the best shortcut baseline" in text
     assert figures == [tmp_path / "detectors_roc_base.png"] and figures[0].stat().st_size
     assert logged["detectors/base/lcnn_stft/auroc"] == rows[1]["auroc"]
