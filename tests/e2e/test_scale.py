@@ -11,12 +11,8 @@ import csv
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +28,7 @@ from deepfake_detect import scaling, tracking
 from deepfake_detect.config import to_plain
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.runs import run_dir_for
+from tests.helpers.mlflow_ui import mlflow_server as server_on
 
 pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
@@ -223,12 +220,6 @@ def test_joblib_sweep_on_the_default_sqlite_store(tmp_path: Path) -> None:
     assert all("test/base/accuracy" in r.data.metrics for r in runs)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rest(base: str, path: str, body: dict | None = None, **query: str) -> dict:
     url = f"{base}/api/2.0/mlflow/{path}"
     if query:
@@ -243,37 +234,8 @@ def rest(base: str, path: str, body: dict | None = None, **query: str) -> dict:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """``mlflow server`` (sqlite backend, one worker) on a free 127.0.0.1 port."""
-    home = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-         f"sqlite:///{home / 'server.db'}", "--artifacts-destination", str(home / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))  # no job runners
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert time.monotonic() < deadline, (home / "server.log").read_text()[-3000:]
-            time.sleep(0.5)
+    with server_on(tmp_path_factory.mktemp("mlflow-server")) as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def test_submitit_local_sweep_against_an_mlflow_server(tmp_path: Path, mlflow_server: str):
