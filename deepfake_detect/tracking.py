@@ -122,6 +122,67 @@ def names_tag(names: Any, limit: int = 7000) -> dict[str, str]:
     return {NAMES_TAG: json.dumps(found, ensure_ascii=False, sort_keys=True)} if found else {}
 
 
+# Where a result is logged in MLflow. MLflow 3's run page groups a run's charts by the key up
+# to its last "/", sorts the groups (keys without "/" last, as "Model metrics") and the charts
+# in each by key; no tag or logging order changes that (mlflow/server/js, 3.17). So the
+# details go under DETAIL, which sorts after train/ and val/: the page opens on each test
+# set's headline metrics (test/<d>/, test/<d>/file/), then the training curves. The results
+# (train()'s, result.json, the report's reading) keep their names; only the key differs.
+DETAIL = "x"
+HEADLINE = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "eer")
+FIELD_COSTS = ("min_dcf", "act_dcf", "cllr", "min_cllr", "ece")
+DETAIL_TOPS = ("baseline", "sources", "fusion", "model")  # whole families of results
+DETAIL_GROUPS = ("probe", "uncalibrated")  # test/<d>/[file/]<group>/...
+DETAIL_KINDS = ("ci", "field", "generator", "other")  # the other leaves of test/<d>/[file/]
+
+
+def detail_kind(leaf: str) -> str:
+    """The group of a test set's non-headline value: interval bounds, the field's costs,
+    accuracy per generator, or the rest (counts, the EER threshold)."""
+    if leaf.endswith(("_ci_low", "_ci_high")):
+        return "ci"
+    if leaf in FIELD_COSTS:
+        return "field"
+    return "generator" if leaf.startswith("acc_") else "other"
+
+
+def logged_key(name: str) -> str:
+    """The MLflow key of the result ``name``: headline test metrics (``test/<d>/auroc``,
+    ``test/<d>/file/auroc``, ``test/<d>/attribution/...``), ``train/``, ``val/`` and names
+    without ``/`` as they are; ``x/<name>`` for baselines, sources, fusion, model size and
+    the probe and uncalibrated groups; ``x/<kind>/<name>`` for a test set's other values
+    (``x/ci/test/base/auroc_ci_low``, ``x/field/...``, ``x/generator/...``, ``x/other/...``)."""
+    parts = name.split("/")
+    if parts[0] in DETAIL_TOPS:
+        return f"{DETAIL}/{name}"
+    if parts[0] != "test" or len(parts) < 3:
+        return name
+    rest = parts[3:] if parts[2] == "file" and len(parts) > 3 else parts[2:]
+    if len(rest) > 1:
+        return f"{DETAIL}/{name}" if rest[0] in DETAIL_GROUPS else name
+    return name if rest[0] in HEADLINE else f"{DETAIL}/{detail_kind(rest[0])}/{name}"
+
+
+def result_key(key: str) -> str:
+    """The result name of an MLflow key (the inverse of :func:`logged_key`); the keys of runs
+    logged before details moved under :data:`DETAIL` are their names already."""
+    if not key.startswith(f"{DETAIL}/"):
+        return key
+    rest = key[len(DETAIL) + 1:]
+    kind, _, inner = rest.partition("/")
+    return inner if kind in DETAIL_KINDS and inner.startswith("test/") else rest
+
+
+def read_results(run: Any) -> Any:
+    """``run`` with its metrics under their result names (in place; old and new runs read
+    alike), as every reader of finished runs expects them."""
+    metrics = run.data.metrics
+    renamed = {result_key(k): v for k, v in metrics.items()}
+    metrics.clear()
+    metrics.update(renamed)
+    return run
+
+
 def real_names(runs: Any) -> dict[str, str]:
     """Every run's :data:`NAMES_TAG` together: key -> the name it was made from."""
     out: dict[str, str] = {}

@@ -170,7 +170,8 @@ def find_runs(client: Any, experiment: str, sweep_id: str | None) -> tuple[str, 
                    f"{query} and tags.{tracking.SWEEPS_TAG} LIKE '%{sweep_id}%'"]
     found = {r.info.run_id: r for q in queries for r in client.search_runs(
         [exp.experiment_id], filter_string=q, max_results=5000)}
-    runs = [r for r in found.values() if r.data.tags.get("summary") != "true"
+    runs = [tracking.read_results(r) for r in found.values()
+            if r.data.tags.get("summary") != "true"
             and (not sweep_id or sweep_id in _sweeps(r.data.tags))]
     if not runs:
         raise DeepfakeDetectError(f"no FINISHED runs in experiment {experiment!r}"

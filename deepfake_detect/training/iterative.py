@@ -118,7 +118,7 @@ class ParentRun:
         metrics = {k: v for k, v in result.items()
                    if k.startswith("test/") and isinstance(v, float) and v == v}
         now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, step) for k, v in metrics.items()]
+        batch = [Metric(tracking.logged_key(k), v, now, step) for k, v in metrics.items()]
         tracking.retry(lambda: self.client.log_batch(self.run_id, metrics=batch), "log stage")
 
     def finish(self, results: dict[str, dict[str, Any]]) -> dict[str, Any]:

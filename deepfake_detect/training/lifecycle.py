@@ -177,7 +177,8 @@ class TrackedRun:
             tracking.retry(lambda: self.logger.log_hyperparams(fresh), "log params")
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
-        finite = {k: float(v) for k, v in values.items()
+        """The finite ``values`` under their MLflow keys (:func:`tracking.logged_key`)."""
+        finite = {tracking.logged_key(k): float(v) for k, v in values.items()
                   if isinstance(v, int | float) and v == v}
         tracking.retry(lambda: self.logger.log_metrics(finite, step=step), "log metrics")
 

@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect import tracking
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.evaluation.metrics import attribution_metrics, binary_metrics
 from deepfake_detect.inference.scoring import predict
@@ -70,7 +71,7 @@ def test_attribution_metrics_and_row_normalised_confusion_in_mlflow(attributed: 
         sum(r["predicted_class"] == r["generator"] for r in inside) / len(inside))
     # Binary accuracy on the open-set clips: the share of them called AI.
     suno = [r for r in outside if r["generator"] == "SunoCaps"]
-    assert metrics["test/base/acc_SunoCaps"] == pytest.approx(
+    assert metrics[tracking.logged_key("test/base/acc_SunoCaps")] == pytest.approx(
         sum(r["prediction"] == "1" for r in suno) / len(suno))
     labels = torch.tensor([int(r["label"]) for r in rows])
     scores = torch.tensor([float(r["score"]) for r in rows])

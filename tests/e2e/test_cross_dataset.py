@@ -54,7 +54,7 @@ def test_a_folder_model_is_tested_on_fakemusiccaps_and_a_fakes_only_sonics(
     assert math.isnan(result["sources/sonics/auroc"])  # the fakes alone: one class
     assert result["sources/sonics/file/n_files"] == 12  # 15 fakes listed, 3 broken
     run = MlflowClient(tracking_uri=result["tracking_uri"]).get_run(result["run_id"])
-    assert run.data.metrics["sources/fmc/accuracy"] == pytest.approx(
+    assert run.data.metrics["x/sources/fmc/accuracy"] == pytest.approx(
         result["sources/fmc/accuracy"])
     out = report(result["tracking_uri"], "deepfake-detect", tmp_path / "report",
                  log_summary=False, n_boot=0)

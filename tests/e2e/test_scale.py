@@ -28,7 +28,7 @@ from deepfake_detect import scaling, tracking
 from deepfake_detect.config import to_plain
 from deepfake_detect.errors import ConfigError
 from deepfake_detect.runs import run_dir_for
-from tests.helpers.mlflow_server import free_port, serve
+from tests.helpers.mlflow_ui import mlflow_server as server_on
 
 pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
@@ -241,13 +241,8 @@ def rest(base: str, path: str, body: dict | None = None, **query: str) -> dict:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory) -> Iterator[str]:
     """``mlflow server`` (sqlite backend, one worker) on a free 127.0.0.1 port."""
-    home = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    with serve(["--backend-store-uri", f"sqlite:///{home / 'server.db'}",
-                "--artifacts-destination", str(home / "artifacts"), "--host", "127.0.0.1",
-                "--port", str(port)], port, home, home,
-               dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")) as base:
-        yield base  # no job runners
+    with server_on(tmp_path_factory.mktemp("mlflow-server")) as base:
+        yield base
 
 
 def test_submitit_local_sweep_against_an_mlflow_server(tmp_path: Path, mlflow_server: str):
