@@ -16,6 +16,7 @@ never share a folder, a log or a sweep id.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import secrets
 import shutil
@@ -216,7 +217,10 @@ def main() -> None:
     sys.argv = [arg for arg in sys.argv if arg not in VERBOSE_FLAGS]
     console.quiet_third_party(_verbosity)
     _hydra_main()
-    failed = failed_jobs(_sweep_dir)
+    # Hydra instantiates CheckOutputs from this module's import name, which is not __main__
+    # under ``python -m deepfake_detect.cli.train``: read the sweep folder where it was set.
+    failed = failed_jobs(importlib.import_module(__spec__.name if __spec__ else __name__)
+                         ._sweep_dir)
     if failed:  # the others went on; the exit code says that some did not finish
         print(f"error: {len(failed)} job(s) of the sweep failed (re-run the same command once "
               "fixed: finished jobs are skipped):\n  " + "\n  ".join(failed), file=sys.stderr)
