@@ -194,9 +194,10 @@ class StudySets:
         requests = []
         for clips, d, desc in wanted:
             full = self.request(clips, d, desc)
-            mine = [c for c, key in zip(clips, full.row_keys, strict=True)
-                    if int(key[:2], 16) % count == index]
-            requests.append(self.request(mine, d, desc))
+            mine = [j for j, key in enumerate(full.row_keys) if int(key[:2], 16) % count == index]
+            parts = full.row_parts or []  # each clip's key parts, computed once
+            requests.append(Request(full.parts, [clips[j] for j in mine], full.work,
+                                    full.shape, desc, [parts[j] for j in mine]))
         done = BuildStats()
         for _, stats in self.cache.get_or_build_many(requests):
             done.add(stats)
