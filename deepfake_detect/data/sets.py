@@ -180,6 +180,8 @@ class StudySets:
         """Every clip of the source under each distortion: what any fold, split seed or
         held-out generator of this source can ask for."""
         clips = self.source.clips()
+        # the band of ``fmax: auto`` resolved as a split does: the rows training will read
+        self.features = frontends.resolve_band(self.features, clips)
         return [(clips, d, f"all/{d.name}") for d in dict.fromkeys(distortions)]
 
     def planned(self, plan: SetPlan) -> list[Wanted]:
