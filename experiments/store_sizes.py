@@ -165,9 +165,11 @@ def build_once(dataset: str, root: Path, store: Path, front_end: str, workers: i
 
 
 def extrapolate(results: list[dict[str, Any]], sonics_windows: int, sonics_songs: int,
-                sonics_seconds: float, cores: tuple[int, ...]) -> list[dict[str, Any]]:
+                sonics_seconds: float, cores: tuple[int, ...],
+                efficiency: float) -> list[dict[str, Any]]:
     """Per dataset and front end: the full dataset's rows, store size and build time at 1 and
-    2 workers (measured per row) and at ``cores`` (2-worker efficiency assumed)."""
+    2 workers (measured per row) and at ``cores`` (one worker's time per row over cores x
+    ``efficiency``)."""
     full_windows = {"fakemusiccaps": FMC_FILES,
                     "sonics": round(SONICS_HOURS * 3600 / WINDOW_S - SONICS_SONGS / 2)}
     out = []
@@ -193,8 +195,9 @@ def extrapolate(results: list[dict[str, Any]], sonics_windows: int, sonics_songs
             for workers, r in sorted(mine.items()):
                 entry[f"hours_{workers}"] = round(rows * r["s_per_row"] * factor / 3600, 1)
             if 1 in mine and 2 in mine:
-                efficiency = mine[1]["s_per_row"] / mine[2]["s_per_row"] / 2
-                entry["efficiency_2"] = round(efficiency, 2)
+                entry["efficiency_2"] = round(mine[1]["s_per_row"] / mine[2]["s_per_row"] / 2,
+                                              2)
+            if 1 in mine:
                 for n in cores:
                     entry[f"hours_{n}"] = round(rows * mine[1]["s_per_row"] * factor
                                                 / (n * efficiency) / 3600, 2)
@@ -218,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--make-encoder", action="store_true",
                         help="save a wav2vec2-base-sized random encoder for --encoder")
     parser.add_argument("--cores", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--efficiency", type=float, default=0.62,
+                        help="the speed-up per core assumed at --cores (0.62: a 16-core "
+                             "build's, docs/performance.md figure c)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="builds per (dataset, front end, workers); the fastest counts")
     args = parser.parse_args(argv)
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(result), flush=True)
                     results.append(result)
         for entry in extrapolate(results, windows, len(SONICS_SAMPLE), seconds,
-                                 tuple(args.cores)):
+                                 tuple(args.cores), args.efficiency):
             print(json.dumps(entry), flush=True)
     return 0
 
