@@ -128,11 +128,17 @@ def setup(verbosity: int = 0) -> None:
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
 
+_DECODER_BLOCKS = [0]  # decoder_stderr blocks open in this process
+
+
 @contextlib.contextmanager
 def decoder_stderr() -> Iterator[None]:
     """Keep libmpg123's notes about resynchronised frames off the console: stderr (the file
     descriptor C libraries write to) goes to a temporary file for the block, and whatever in
     it is not such a note is written back afterwards."""
+    if _DECODER_BLOCKS[0]:  # inside such a block already (planning a listing's windows):
+        yield  # the outer one filters, so reading one header costs no redirection
+        return
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (captured, closed)
@@ -142,9 +148,11 @@ def decoder_stderr() -> Iterator[None]:
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), fd)
+        _DECODER_BLOCKS[0] += 1
         try:
             yield
         finally:
+            _DECODER_BLOCKS[0] -= 1
             os.dup2(saved, fd)
             os.close(saved)
             sink.seek(0)

@@ -140,9 +140,9 @@ def _shown(name: str, keep: int = 200) -> str:
     return name if len(name) <= keep else f"{name[:keep // 2]}…{name[-keep // 2:]}"
 
 
-def _head(path: Path) -> bytes:
-    """The file's first bytes, after the checks a user can act on (exists, is a file, is not
-    empty, may be read); every OS error is an AudioError with its reason."""
+def _check_file(path: Path) -> None:
+    """The checks a user can act on before any decoder opens ``path``: it exists, is a file
+    and is not empty; every OS error is an AudioError with its reason."""
     try:
         stat = path.stat()
     except OSError as err:
@@ -151,6 +151,12 @@ def _head(path: Path) -> bytes:
         raise AudioError(f"not a file: {_shown(str(path))}")
     if stat.st_size == 0:
         raise AudioError("empty file (0 bytes)")
+
+
+def _head(path: Path) -> bytes:
+    """The file's first bytes, after :func:`_check_file` and the check that it may be read;
+    every OS error is an AudioError with its reason."""
+    _check_file(path)
     try:
         with open(path, "rb") as handle:
             return handle.read(512)
@@ -300,12 +306,13 @@ def _report_notes(text: str) -> None:
 def _opened(path: Path, probe: bool = True) -> Iterator[tuple[Any, AudioInfo]]:
     """The open soundfile handle and what it holds (``probe``: the frames that decode, else
     the header's count); :class:`AudioError` for every unusable file; ``_NotSoundfile`` when
-    libsndfile cannot open it (try the fallback)."""
-    head = _head(path)
+    libsndfile cannot open it (try the fallback). The first bytes are read only then (to
+    say why; an unreadable file fails there with its reason), not for every file opened."""
+    _check_file(path)
     try:
         handle = sf.SoundFile(str(path))
     except Exception as err:  # noqa: BLE001 - libsndfile raises several types
-        raise _NotSoundfile(not_audio(head), _one_line(err)) from err
+        raise _NotSoundfile(not_audio(_head(path)), _one_line(err)) from err
     with handle:
         try:
             _check_header(handle)

@@ -143,8 +143,10 @@ def draw_params(d: Distortion, seed: int, clip_id: str) -> dict[str, float]:
     ``<effect name>.<parameter>``, plus ``<effect name>.applied`` (1 or 0) where ``p < 1``."""
     if d.effects:
         return _draw_chain(d, seed, clip_id)
-    rng = clip_rng(seed, clip_id, d.name)
     params: dict[str, float] = {}
+    if d.pitch is None and d.tempo is None and d.crop != "random":
+        return params  # nothing to draw (base): no generator needed
+    rng = clip_rng(seed, clip_id, d.name)
     if d.pitch is not None:
         params["pitch_semitones"] = d.pitch.draw(rng)
     if d.tempo is not None:

@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from deepfake_detect.config import build, require
+from deepfake_detect.console import decoder_stderr
 from deepfake_detect.data import audio, windows
 from deepfake_detect.data.clips import Clip
 from deepfake_detect.errors import ConfigError, DataError
@@ -241,8 +242,9 @@ class FileSource:
         if self._clips is None:
             self.unlisted = []
             files = subsample(self.list_files(), self.cfg.n_clips)
-            clips = [window for clip in files
-                     for window in windows.expand(clip, self.cfg.duration, self.cfg.windows)]
+            with decoder_stderr():  # one redirection for every header read, not one a file
+                clips = [window for clip in files for window in
+                         windows.expand(clip, self.cfg.duration, self.cfg.windows)]
             clips = subsample(clips, self.cfg.n_clips)
             _check_unique(clips, self.name)
             for row in self.unlisted:

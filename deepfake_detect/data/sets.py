@@ -189,6 +189,8 @@ class StudySets:
         """Every clip of the source under each distortion: what any fold, split seed or
         held-out generator of this source can ask for."""
         clips = self.source.clips()
+        # the band of ``fmax: auto`` resolved as a split does: the rows training will read
+        self.features = frontends.resolve_band(self.features, clips)
         return [(clips, d, f"all/{d.name}") for d in dict.fromkeys(distortions)]
 
     def planned(self, plan: SetPlan) -> list[Wanted]:
@@ -203,9 +205,10 @@ class StudySets:
         requests = []
         for clips, d, desc in wanted:
             full = self.request(clips, d, desc)
-            mine = [c for c, key in zip(clips, full.row_keys, strict=True)
-                    if int(key[:2], 16) % count == index]
-            requests.append(self.request(mine, d, desc))
+            mine = [j for j, key in enumerate(full.row_keys) if int(key[:2], 16) % count == index]
+            parts = full.row_parts or []  # each clip's key parts, computed once
+            requests.append(Request(full.parts, [clips[j] for j in mine], full.work,
+                                    full.shape, desc, [parts[j] for j in mine]))
         done = BuildStats()
         for _, stats in self.cache.get_or_build_many(requests):
             done.add(stats)

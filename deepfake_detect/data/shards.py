@@ -120,6 +120,7 @@ class Folder:
     def __init__(self, path: Path, parts: dict[str, Any], shape: tuple[int, ...],
                  repair: bool = True):
         self.path, self.parts, self.shape = path, parts, tuple(shape)
+        self._row_bytes = int(np.prod(self.shape)) * 4  # float32
         self.repair = repair  # remove a corrupt shard (else only note it: listing)
         self.shards: list[Path] = []
         self.records: dict[str, Record] = {}
@@ -185,7 +186,7 @@ class Folder:
             start = _read_header(self.shards[number] / ROWS)[1]
             self._files[number] = (os.open(self.shards[number] / ROWS, os.O_RDONLY), start)
         descriptor, start = self._files[number]
-        size = int(np.prod(self.shape)) * 4
+        size = self._row_bytes
         data = os.pread(descriptor, size, start + row * size)
         if len(data) != size:
             raise ValueError(f"row {row} is cut short")

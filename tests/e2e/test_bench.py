@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -63,3 +64,37 @@ def test_build_timeline_reports_each_worker_count(tmp_path) -> None:
     assert [line.split(":")[0] for line in lines] == ["8 clips, 2 workers", "8 clips, 1 worker"]
     assert lines[0].endswith(" 0 of them here")  # a warm parent forks straight away
     assert lines[1].endswith("1 process ran clips, 8 of them here")
+
+
+def test_scale_benchmark_counts_every_phase(tmp_path) -> None:
+    """experiments/bench_scale.py at 300 files (and 100 beside them): every phase reported,
+    the counts of the listing, the splits and the store consistent (no timing checked)."""
+    path = Path(__file__).parents[2] / "experiments" / "bench_scale.py"
+    spec = importlib.util.spec_from_file_location("bench_scale", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lines: list[str] = []
+    assert bench.main(["--files", "300", "--against", "100", "--dir", str(tmp_path)],
+                      out=lines.append) == 0
+    report, = (json.loads(line) for line in lines)
+    assert list(tmp_path.iterdir()) == []  # the folders and the store are removed
+    for result, files in ((report, 300), (report["against"], 100)):
+        assert result["files"] == result["clips"] == files  # one window per 4.5-s file
+        assert set(result["phases"]) == {*bench.TIMED, "write", "build", "plan_s"}
+        assert all(v["s"] >= 0 and v["peak_mb"] > 0 for k, v in result["phases"].items()
+                   if k != "plan_s")
+        split = result["split"]
+        assert sum(split.values()) == files and min(split.values()) > 0
+        assert sum(result["kfold_test"]) == files and len(result["kfold_test"]) == 5
+        assert sum(result["holdout"].values()) <= files
+        sets = result["sets"]
+        assert list(sets) == ["train", "val", "test/base", "test/pitch", "test/tempo",
+                              "test/combined"]
+        assert (sets["train"], sets["val"]) == (split["train"], split["val"])
+        assert {sets[k] for k in sets if k.startswith("test/")} == {split["test"]}
+        # base rows are shared by train, val and test/base; pitch, tempo and combined differ
+        assert result["rows_keyed"] == files + 3 * split["test"]
+        assert result["store_rows"] == result["rows_keyed"]
+        assert result["row_shape"] == [64, 126] and result["store_mb"] > 0
+    assert set(report["per_file"]) == set(bench.TIMED)
+    assert report["worst"]["phase"] in bench.TIMED

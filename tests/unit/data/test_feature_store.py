@@ -169,3 +169,18 @@ def test_a_store_is_listed_from_its_indexes_alone(tmp_path, monkeypatch) -> None
     entry.features.files[0].write_bytes(b"")  # a truncated shard: listed, not removed
     info, = list_folders(tmp_path)
     assert info.rows == 0 and "bytes" in info.corrupt[0] and entry.features.files[0].exists()
+
+
+def test_rows_built_ahead_under_a_band_of_fmax_auto_are_the_rows_training_reads(
+        make_cfg, tmp_path) -> None:
+    """``deepfake-detect-cache build`` (every clip) resolves ``fmax: auto`` as a training
+    job's split does, so that the job reads the rows built ahead instead of computing them
+    again under another key."""
+    args = ("data.cache.workers=1", f"data.cache.dir={tmp_path / 'store'}", "features=stft",
+            "eval.distortions=[base]")
+    ahead = datamodule_of(plan(make_cfg(*args)))
+    sets = ahead.sets
+    assert sets.features.fmax == "auto"
+    built = sets.build(sets.every_clip([ahead.train_distortion, *ahead.test_distortions]))
+    assert built.clips_computed > 0 and sets.features.fmax == 8000.0  # 16 kHz: Nyquist
+    assert prepared(make_cfg, *args).stats.clips_computed == 0
