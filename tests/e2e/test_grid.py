@@ -18,15 +18,16 @@ from deepfake_detect.data.presets import distortion_preset
 
 pytestmark = pytest.mark.slow  # end to end: trains, sweeps or runs commands
 
-DISTORTIONS = ["base", "pitch", "tempo", "combined"]
+DISTORTIONS = ["base", "pitch", "tempo", "combined"]  # the test distortions
+TRAINED = ["base", "combined"]  # the sweep's training distortions: one draws nothing, one all
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    """4 training distortions x 2 seeds with Hydra's basic launcher, through the CLI."""
+    """2 training distortions x 2 seeds with Hydra's basic launcher, through the CLI."""
     root = tmp_path_factory.mktemp("grid") / "out"
     cmd = [sys.executable, "-m", "deepfake_detect.cli.train", "-m",
-           "distortion=base,pitch,tempo,combined", "seed=1,2", "debug=fast_dev_run",
+           f"distortion={','.join(TRAINED)}", "seed=1,2", "debug=fast_dev_run",
            "eval.baselines=[]",  # the features' cache alone (baselines: test_trust)
            "trainer.enable_progress_bar=false", "logger.experiment_name=grid",
            f"paths.root={root}"]
@@ -39,15 +40,15 @@ def uri(root: Path) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
-def test_sweep_gives_eight_finished_runs_with_all_test_distortions(sweep: Path) -> None:
+def test_sweep_gives_four_finished_runs_with_all_test_distortions(sweep: Path) -> None:
     client = MlflowClient(tracking_uri=uri(sweep))
     experiment = client.get_experiment_by_name("grid")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 8
+    assert len(runs) == 4
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags["sweep_id"] for r in runs}) == 1
     cells = {(r.data.params["distortion.name"], r.data.params["seed"]) for r in runs}
-    assert cells == {(d, s) for d in DISTORTIONS for s in ("1", "2")}
+    assert cells == {(d, s) for d in TRAINED for s in ("1", "2")}
     results = {json.loads(p.read_text())["run_id"]: json.loads(p.read_text())
                for p in (sweep / "runs").glob("*/result.json")}
     for run in runs:
@@ -58,16 +59,17 @@ def test_sweep_gives_eight_finished_runs_with_all_test_distortions(sweep: Path) 
 
 def test_each_clip_distortion_and_draw_is_computed_once_for_the_sweep(sweep: Path) -> None:
     results = [json.loads(p.read_text()) for p in (sweep / "runs").glob("*/result.json")]
-    assert len(results) == 8
+    assert len(results) == 4
     built = sum(r["data"]["cache"]["built"] for r in results)
     reused = sum(r["data"]["cache"]["reused"] for r in results)
     computed = sum(r["data"]["cache"]["clips_computed"] for r in results)
     clips = sum(results[0]["data"]["clips"][name] for name in ("train", "val", "test/base"))
+    tested = results[0]["data"]["clips"]["test/base"]
     # Rows are keyed by clip, distortion and draw, not by split: base draws nothing (each
-    # clip once for both seeds); pitch, tempo and combined draw per seed (each clip once a
-    # seed, whichever split it falls in).
-    assert computed == clips * (1 + 3 * 2)
-    assert built + reused == 8 * 6
+    # clip once for both seeds); combined draws per seed (each clip once a seed, whichever
+    # split it falls in); pitch and tempo, test distortions only, their test clips a seed.
+    assert computed == clips + 2 * (clips + 2 * tested)
+    assert built + reused == 4 * 6
     second, = [r for r in results if Path(r["run_dir"]).name.startswith("base-seed2-")]
     # the basic launcher's second job: its base rows were all there, its test clips under
     # the three other test distortions (seed 2's draws) were not
@@ -80,7 +82,7 @@ def test_clip_parameters_are_identical_across_jobs(sweep: Path) -> None:
         with (run_dir / "artifacts" / "predictions_combined.csv").open() as handle:
             tables[run_dir.name] = {row["clip_id"]: (row["pitch_semitones"], row["tempo_rate"])
                                     for row in csv.DictReader(handle)}
-    assert len(tables) == 4
+    assert len(tables) == len(TRAINED)
     first, *others = tables.values()
     assert all(other == first for other in others)
     # ... and each clip its own (not one draw for all).
@@ -104,7 +106,7 @@ def test_report_builds_the_matrix_and_a_summary_run(sweep: Path) -> None:
         assert f"## {metric}" in text
     matrix = text.split(": detection costs")[0]  # the field's cost tables follow the matrix
     rows = [line for line in matrix.splitlines() if line.startswith("| ") and "(2)" in line]
-    assert len(rows) == 3 * 4  # 3 metrics x 4 training distortions, every cell over 2 seeds
+    assert len(rows) == 3 * 2  # 3 metrics x 2 training distortions, every cell over 2 seeds
     assert (out / "heatmap.png").stat().st_size > 10_000
     client = MlflowClient(tracking_uri=uri(sweep))
     experiment = client.get_experiment_by_name("grid")
@@ -114,7 +116,7 @@ def test_report_builds_the_matrix_and_a_summary_run(sweep: Path) -> None:
     runs = [r for r in client.search_runs([experiment.experiment_id])
             if r.data.tags.get("summary") != "true"]
     logged = summaries[0].data.metrics
-    for train in DISTORTIONS:
+    for train in TRAINED:
         for test in ("base", "pitch"):
             values = [r.data.metrics[f"test/{test}/accuracy"] for r in runs
                       if r.data.params["distortion.name"] == train]
