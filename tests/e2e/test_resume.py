@@ -58,10 +58,17 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def interruptible() -> None:
+    """In the child: Ctrl+C's default disposition, as in a terminal. A shell's background job
+    (``cmd &`` without job control) inherits SIGINT ignored, and so would every command it
+    starts, pytest and this test's child included: that child would never see the SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(root: Path, *overrides: str, log: Path) -> subprocess.Popen:
     handle = log.open("w")
     return subprocess.Popen([*CLI, *overrides, f"paths.root={root}"], env=ENV, stdout=handle,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=interruptible)
 
 
 def finish(proc: subprocess.Popen, log: Path) -> str:
